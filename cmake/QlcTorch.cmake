@@ -1,0 +1,24 @@
+# Finds LibTorch. In order of preference:
+#  1. whatever CMAKE_PREFIX_PATH / Torch_DIR already point at (Debian's libtorch-dev is found this
+#     way with no hint at all, since it installs into /usr);
+#  2. the LibTorch inside the PyTorch wheel of QLC_PYTHON (default: the project's .venv), which is
+#     how users with a CUDA PyTorch build against the LibTorch they already have.
+set(QLC_PYTHON "${PROJECT_SOURCE_DIR}/.venv/bin/python" CACHE FILEPATH
+    "Python whose torch package provides LibTorch (ignored if Torch_DIR is set)")
+option(QLC_USE_SYSTEM_TORCH "Prefer a LibTorch on the system (Debian's libtorch-dev) over the venv's" OFF)
+
+if(NOT Torch_DIR AND NOT QLC_USE_SYSTEM_TORCH AND EXISTS "${QLC_PYTHON}")
+  execute_process(
+    COMMAND "${QLC_PYTHON}" -c "import torch; print(torch.utils.cmake_prefix_path)"
+    OUTPUT_VARIABLE _qlc_torch_prefix OUTPUT_STRIP_TRAILING_WHITESPACE
+    RESULT_VARIABLE _qlc_torch_rc ERROR_QUIET)
+  if(_qlc_torch_rc EQUAL 0 AND _qlc_torch_prefix)
+    list(PREPEND CMAKE_PREFIX_PATH "${_qlc_torch_prefix}")
+  endif()
+endif()
+
+find_package(Torch REQUIRED)
+message(STATUS "qlora-compat: LibTorch ${Torch_VERSION} from ${Torch_DIR}")
+# TorchConfig puts its flags (the C++ ABI among them) in TORCH_CXX_FLAGS; every target that links
+# LibTorch gets them through the imported target, but code that only shares headers needs the ABI.
+separate_arguments(QLC_TORCH_CXX_FLAGS UNIX_COMMAND "${TORCH_CXX_FLAGS}")

@@ -1,0 +1,35 @@
+// bitsandbytes' 8-bit dynamic map (create_dynamic_map): a dynamic exponent, then a fraction
+// with 2^i (signed) or 2^(i+1) (unsigned) midpoints per decade 10^(i-6), plus 0 and 1.0, sorted.
+// Used for the double quantization of 4-bit absmax values and for 8-bit optimizer states.
+#pragma once
+
+#include <cstdint>
+
+#include "qlc/kernels/host_device.h"
+
+namespace qlc::kernels {
+
+struct DynamicMap8 {
+  float code[256];     // ascending; signed: code[127] == 0, code[255] == 1.0, no -1.0
+  float bounds[255];   // midpoints between neighbours, computed in fp32
+};
+
+const DynamicMap8& dynamic_map(bool is_signed);
+
+QLC_HD float decode_8bit(const DynamicMap8& map, uint8_t q, float absmax) {
+  return map.code[q] * absmax;
+}
+
+// Nearest code, a value on a midpoint taking the lower code (torch.bucketize over the midpoints,
+// as bitsandbytes' PyTorch backend quantizes). A branch-free binary search over 255 bounds.
+QLC_HD uint8_t encode_8bit_nearest(const DynamicMap8& map, float scaled) {
+  int lo = 0;  // answer = number of bounds strictly below `scaled`
+#pragma unroll
+  for (int step = 128; step > 0; step >>= 1) {
+    const int probe = lo + step - 1;
+    if (probe < 255 && map.bounds[probe] < scaled) lo += step;
+  }
+  return static_cast<uint8_t>(lo);
+}
+
+}  // namespace qlc::kernels
