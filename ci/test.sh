@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The project's test command (README): installs what is missing, builds and runs every test.
+#  1. CMake build against the PyTorch wheel's LibTorch (2.13), CUDA kernels compiled when nvcc
+#     exists, then ctest (unit, golden, peer and GPU self-check tests; GPU tests skip with their
+#     reason on machines without a usable GPU).
+#  2. CMake build against Debian's LibTorch 1.13, then ctest (the second supported LibTorch).
+#  3. Bazel, offline: bazel test //... (the alternate build).
+# Exits non-zero on the first failure.
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+cd "$QLC_ROOT"
+
+"$QLC_ROOT/ci/install_system_deps.sh"
+"$QLC_ROOT/ci/setup_venv.sh"
+
+qlc_log "[1/3] build and test against the wheel's LibTorch"
+"$QLC_ROOT/ci/build.sh" "$QLC_ROOT/build"
+ctest --test-dir "$QLC_ROOT/build" -j "$(qlc_jobs)" --output-on-failure --timeout 1200
+
+qlc_log "[2/3] build and test against Debian's LibTorch 1.13"
+"$QLC_ROOT/ci/build.sh" "$QLC_ROOT/build-debian-torch" -DQLC_USE_SYSTEM_TORCH=ON \
+  -DQLC_ENABLE_CUDA=OFF -DQLC_ENABLE_BENCHMARKS=OFF
+ctest --test-dir "$QLC_ROOT/build-debian-torch" -j "$(qlc_jobs)" --output-on-failure --timeout 1200
+
+if [ -f "$QLC_ROOT/WORKSPACE" ]; then
+  qlc_log "[3/3] bazel test //... (offline)"
+  "$QLC_ROOT/ci/bazel_test.sh"
+fi
+qlc_log "all tests passed"
