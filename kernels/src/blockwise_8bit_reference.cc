@@ -4,9 +4,8 @@
 namespace qlc::kernels {
 
 template <class In>
-void quantize_8bit_reference(const In* x, int64_t n, int64_t blocksize, bool is_signed,
+void quantize_8bit_reference(const In* x, int64_t n, int64_t blocksize, const DynamicMap8& map,
                              Search8 search, uint8_t* out, float* absmax) {
-  const DynamicMap8& map = dynamic_map(is_signed);
   for (int64_t b = 0, begin = 0; begin < n; ++b, begin += blocksize) {
     const int64_t end = begin + blocksize < n ? begin + blocksize : n;
     const float am = block_absmax(x, begin, end);
@@ -28,16 +27,15 @@ void quantize_8bit_reference(const In* x, int64_t n, int64_t blocksize, bool is_
 
 template <class Out>
 void dequantize_8bit_reference(const uint8_t* q, const float* absmax, int64_t n, int64_t blocksize,
-                               bool is_signed, Out* out) {
-  const DynamicMap8& map = dynamic_map(is_signed);
+                               const DynamicMap8& map, Out* out) {
   for (int64_t i = 0; i < n; ++i) out[i] = from_float<Out>(decode_8bit(map, q[i], absmax[i / blocksize]));
 }
 
 #define QLC_INSTANTIATE_8BIT(T)                                                                 \
-  template void quantize_8bit_reference<T>(const T*, int64_t, int64_t, bool, Search8, uint8_t*, \
-                                           float*);                                            \
+  template void quantize_8bit_reference<T>(const T*, int64_t, int64_t, const DynamicMap8&,    \
+                                           Search8, uint8_t*, float*);                         \
   template void dequantize_8bit_reference<T>(const uint8_t*, const float*, int64_t, int64_t,   \
-                                             bool, T*);
+                                             const DynamicMap8&, T*);
 QLC_INSTANTIATE_8BIT(float)
 QLC_INSTANTIATE_8BIT(Bf16)
 QLC_INSTANTIATE_8BIT(Fp16)

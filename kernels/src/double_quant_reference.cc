@@ -78,16 +78,15 @@ float torch_cpu_mean(const float* x, int64_t n, int lanes) {
 }
 
 void double_quantize_reference(const float* absmax, int64_t blocks, float offset, uint8_t* qabsmax,
-                               float* absmax2) {
+                               float* absmax2, const DynamicMap8& map) {
   std::vector<float> centred(static_cast<size_t>(blocks));
   for (int64_t i = 0; i < blocks; ++i) centred[i] = absmax[i] - offset;
-  quantize_8bit_reference(centred.data(), blocks, kDoubleQuantBlocksize, /*is_signed=*/true,
+  quantize_8bit_reference(centred.data(), blocks, kDoubleQuantBlocksize, map,
                           Search8::kBnbCpuLibrary, qabsmax, absmax2);
 }
 
 void restore_absmax_reference(const uint8_t* qabsmax, const float* absmax2, float offset,
-                              int64_t blocks, float* absmax_out) {
-  const DynamicMap8& map = dynamic_map(true);
+                              int64_t blocks, float* absmax_out, const DynamicMap8& map) {
   for (int64_t i = 0; i < blocks; ++i) {
     absmax_out[i] = decode_8bit(map, qabsmax[i], absmax2[i / kDoubleQuantBlocksize]) + offset;
   }

@@ -1,9 +1,14 @@
 #include "qlc/kernels/dynamic_map.h"
 
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
 namespace qlc::kernels {
 namespace {
 
-// The two maps exactly as bitsandbytes' create_dynamic_map(signed) returns them in fp32. Their
+// The two maps exactly as bitsandbytes' create_dynamic_map(signed) returned them in fp32 for its
+// golden files (../shared/goldens/bnb-4bit/dynamic_map_*.safetensors). Their
 // construction (per decade 10^(i-6), i = 0..6: the midpoints of linspace(0.1, 1, k + 1) with
 // k = 2^i signed / 2^(i+1) unsigned, scaled by the decade, plus 0 and 1.0, sorted) runs through
 // torch.linspace's vectorised fp32 arithmetic, whose last-bit rounding is not worth re-deriving:
@@ -142,18 +147,26 @@ constexpr float kDynamicMapUnsigned[256] = {
     0x1.f7p-1f, 0x1.fa999cp-1f, 0x1.fe3334p-1f, 0x1p+0f,
 };
 
-DynamicMap8 build(const float (&values)[256]) {
+}  // namespace
+
+DynamicMap8 make_dynamic_map(const float* values) {
   DynamicMap8 map{};
-  for (int i = 0; i < 256; ++i) map.code[i] = values[i];
+  for (int i = 0; i < 256; ++i) {
+    if (!std::isfinite(values[i])) {
+      throw std::invalid_argument("dynamic map entry " + std::to_string(i) + " is not finite");
+    }
+    if (i > 0 && values[i] < values[i - 1]) {
+      throw std::invalid_argument("dynamic map is not ascending at entry " + std::to_string(i));
+    }
+    map.code[i] = values[i];
+  }
   for (int i = 0; i < 255; ++i) map.bounds[i] = (map.code[i] + map.code[i + 1]) / 2.0f;
   return map;
 }
 
-}  // namespace
-
 const DynamicMap8& dynamic_map(bool is_signed) {
-  static const DynamicMap8 signed_map = build(kDynamicMapSigned);
-  static const DynamicMap8 unsigned_map = build(kDynamicMapUnsigned);
+  static const DynamicMap8 signed_map = make_dynamic_map(kDynamicMapSigned);
+  static const DynamicMap8 unsigned_map = make_dynamic_map(kDynamicMapUnsigned);
   return is_signed ? signed_map : unsigned_map;
 }
 

@@ -39,11 +39,23 @@ QLC_HD uint8_t encode_8bit_bnb_library(const DynamicMap8& map, float scaled) {
 
 // absmax[b] = max |x| over block b; out[i] = code index of x[i] / absmax.
 template <class In>
-void quantize_8bit_reference(const In* x, int64_t n, int64_t blocksize, bool is_signed,
+void quantize_8bit_reference(const In* x, int64_t n, int64_t blocksize, const DynamicMap8& map,
                              Search8 search, uint8_t* out, float* absmax);
 
 template <class Out>
 void dequantize_8bit_reference(const uint8_t* q, const float* absmax, int64_t n, int64_t blocksize,
-                               bool is_signed, Out* out);
+                               const DynamicMap8& map, Out* out);
+
+// The same with the project's default signed / unsigned map (dynamic_map(is_signed)).
+template <class In>
+void quantize_8bit_reference(const In* x, int64_t n, int64_t blocksize, bool is_signed,
+                             Search8 search, uint8_t* out, float* absmax) {
+  quantize_8bit_reference(x, n, blocksize, dynamic_map(is_signed), search, out, absmax);
+}
+template <class Out>
+void dequantize_8bit_reference(const uint8_t* q, const float* absmax, int64_t n, int64_t blocksize,
+                               bool is_signed, Out* out) {
+  dequantize_8bit_reference(q, absmax, n, blocksize, dynamic_map(is_signed), out);
+}
 
 }  // namespace qlc::kernels

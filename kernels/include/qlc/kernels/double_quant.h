@@ -6,6 +6,8 @@
 
 #include <cstdint>
 
+#include "qlc/kernels/dynamic_map.h"
+
 namespace qlc::kernels {
 
 constexpr int64_t kDoubleQuantBlocksize = 256;
@@ -19,12 +21,14 @@ float torch_cpu_mean(const float* x, int64_t n, int lanes);
 // reference checkpoints; see double_quant_test.cc for the evidence.
 constexpr int kTorchMeanLanes = 8;
 
-// qabsmax[i], absmax2[ceil(blocks / 256)] for absmax - offset (bitsandbytes' compiled CPU search).
+// qabsmax[i], absmax2[ceil(blocks / 256)] for absmax - offset, with `map` (a signed dynamic map;
+// the project's default when omitted) and bitsandbytes' compiled CPU search.
 void double_quantize_reference(const float* absmax, int64_t blocks, float offset, uint8_t* qabsmax,
-                               float* absmax2);
+                               float* absmax2, const DynamicMap8& map = dynamic_map(true));
 
-// absmax_out[i] = code8[qabsmax[i]] * absmax2[i / 256] + offset (two fp32 roundings).
+// absmax_out[i] = map[qabsmax[i]] * absmax2[i / 256] + offset (two fp32 roundings).
 void restore_absmax_reference(const uint8_t* qabsmax, const float* absmax2, float offset,
-                              int64_t blocks, float* absmax_out);
+                              int64_t blocks, float* absmax_out,
+                              const DynamicMap8& map = dynamic_map(true));
 
 }  // namespace qlc::kernels

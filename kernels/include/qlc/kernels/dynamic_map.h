@@ -14,7 +14,15 @@ struct DynamicMap8 {
   float bounds[255];   // midpoints between neighbours, computed in fp32
 };
 
+// The maps as bitsandbytes' golden files hold them (the project's default).
 const DynamicMap8& dynamic_map(bool is_signed);
+
+// A map from 256 values (e.g. a checkpoint's `nested_quant_map`, or the map a given machine's
+// bitsandbytes built): bitsandbytes makes its map at run time with torch.linspace, whose last bit
+// depends on the CPU kernels LibTorch picks (FMA or not), so maps differ by one ulp in a few
+// entries between machines, and the map that quantized a tensor is the one to dequantize it with.
+// Throws std::invalid_argument unless the values are finite and ascending.
+DynamicMap8 make_dynamic_map(const float* values);
 
 QLC_HD float decode_8bit(const DynamicMap8& map, uint8_t q, float absmax) {
   return map.code[q] * absmax;
