@@ -29,7 +29,7 @@ const Codebook4& codebook4(QuantType4 type);
 // (torch.bucketize semantics: the count of midpoints strictly below the value).
 QLC_HD uint8_t encode_4bit(const Codebook4& cb, float scaled) {
   int rank = 0;
-#pragma unroll
+QLC_UNROLL
   for (int k = 0; k < 15; ++k) rank += scaled > cb.bounds[k] ? 1 : 0;
   return cb.order[rank];
 }

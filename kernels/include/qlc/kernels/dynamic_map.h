@@ -32,7 +32,7 @@ QLC_HD float decode_8bit(const DynamicMap8& map, uint8_t q, float absmax) {
 // as bitsandbytes' PyTorch backend quantizes). A branch-free binary search over 255 bounds.
 QLC_HD uint8_t encode_8bit_nearest(const DynamicMap8& map, float scaled) {
   int lo = 0;  // answer = number of bounds strictly below `scaled`
-#pragma unroll
+QLC_UNROLL
   for (int step = 128; step > 0; step >>= 1) {
     const int probe = lo + step - 1;
     if (probe < 255 && map.bounds[probe] < scaled) lo += step;

@@ -4,6 +4,8 @@
 
 #if defined(__CUDACC__)
 #define QLC_HD __host__ __device__ __forceinline__
+#define QLC_UNROLL _Pragma("unroll")
 #else
 #define QLC_HD inline
+#define QLC_UNROLL
 #endif
