@@ -1,0 +1,21 @@
+// The facts about this machine a verdict depends on, captured once per run.
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace qlc::harness {
+
+struct Environment {
+  nlohmann::json facts;  // device name, compute capability, driver/runtime versions, LibTorch
+                         // version and build flags, CPU model and ISA, OS, compiler, git revision
+  std::string id() const;  // short stable hash of `facts`, stored in every record
+};
+
+Environment capture_environment();
+
+// "cuda:0" when LibTorch sees a usable GPU, else "cpu" (what device `auto` means).
+std::string resolve_auto_device();
+
+}  // namespace qlc::harness

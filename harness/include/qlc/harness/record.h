@@ -1,0 +1,58 @@
+// One case's result, written as one JSON line the moment the case ends, so that an interrupted
+// run loses nothing and `--resume` knows what is done.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "qlc/harness/case.h"
+#include "qlc/harness/outcome.h"
+
+namespace qlc::harness {
+
+struct Percentiles {
+  double median_ms = 0.0;
+  double p90_ms = 0.0;
+};
+
+struct Record {
+  std::string case_id;
+  Outcome outcome = Outcome::kHarnessError;
+  Phase phase = Phase::kNone;
+  std::string message;          // first lines of the raw error message (empty when ok)
+  std::string skip_reason;      // for kSkipped
+  int step = -1;                // step at which it failed (-1: before the first step)
+  std::vector<double> losses;   // fp32 loss of every step run
+  // Timings (milliseconds) and throughput.
+  double load_ms = 0.0;         // checkpoint read + quantization + model build
+  Percentiles forward, backward, optimizer, step_time;  // over timed steps after warm-up
+  double tokens_per_s = 0.0;
+  int64_t peak_memory_bytes = 0;       // device allocator peak on CUDA, peak RSS on CPU
+  double base_weight_bits_per_param = 0.0;    // measured storage of the frozen linear weights
+  double theory_bits_per_param = 0.0;         // 4.127 NF4+DQ, 4.5 NF4, 8 + row scales int8, 16/32
+  double wall_ms = 0.0;         // whole case including the worker's start
+  double overhead_ms = 0.0;     // wall_ms minus the training steps: spawn, build, checkpoint, load
+  // Worker process facts (isolated runs).
+  int exit_code = 0;
+  int signal = 0;
+  std::string worker_output;    // last lines of the worker's stderr when it died
+  std::string environment_id;   // key into the run's environment record
+  std::string model;            // RunSettings::model
+  int lora_rank = 0;
+
+  nlohmann::json to_json() const;
+  static Record from_json(const nlohmann::json& j);  // throws std::invalid_argument on bad input
+};
+
+// Appends one record as a line and flushes it to disk (fsync) before returning.
+void append_record(const std::string& path, const Record& record);
+
+// Reads a records file. A last line cut short by a crash is ignored (and reported through
+// `truncated_tail` when given); any other malformed line is an error naming file and line.
+std::vector<Record> read_records(const std::string& path, bool* truncated_tail = nullptr);
+
+}  // namespace qlc::harness
