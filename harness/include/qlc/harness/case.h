@@ -3,6 +3,8 @@
 //   cpu/nf4-dq/param=bf16/compute=bf16/optim=adamw8bit
 #pragma once
 
+#include <array>
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
@@ -26,17 +28,36 @@ WeightFormat weight_format_from_string(const std::string& s);
 Dtype dtype_from_string(const std::string& s);
 OptimizerKind optimizer_from_string(const std::string& s);
 
+// Every enumerator, in declaration order: for tables, loops over the whole matrix, and the valid
+// lists in error messages.
+inline constexpr std::array<WeightFormat, 4> kAllWeightFormats = {
+    WeightFormat::kNone, WeightFormat::kNf4, WeightFormat::kFp4, WeightFormat::kInt8};
+inline constexpr std::array<Dtype, 3> kAllDtypes = {Dtype::kFp32, Dtype::kFp16, Dtype::kBf16};
+inline constexpr std::array<OptimizerKind, 4> kAllOptimizers = {
+    OptimizerKind::kAdamWFp32, OptimizerKind::kAdamWParamDtype, OptimizerKind::kAdamW8bit,
+    OptimizerKind::kPagedAdamW8bit};
+
+// NF4 and FP4: the formats that double quantization (of their absmax) applies to.
+bool is_4bit(WeightFormat v);
+
+// "cpu", "cuda:N" (N a decimal index without leading zeros) or "auto" (not yet resolved).
+bool is_valid_device(const std::string& device);
+
 struct Case {
-  std::string device = "cpu";  // "cpu" or "cuda:N" (resolved: never "auto" here)
+  std::string device = "cpu";  // "cpu" or "cuda:N" (resolved: never "auto" here, except in a
+                               // Matrix not yet passed through resolve_device)
   WeightFormat weights = WeightFormat::kNf4;
-  bool double_quant = false;   // 4-bit only
+  bool double_quant = false;   // meaningful for 4-bit only: ignored by id() (and so by ==) for
+                               // none/int8; matrix expansion stores it as false there
   Dtype param_dtype = Dtype::kFp32;
   Dtype compute_dtype = Dtype::kFp32;
   OptimizerKind optimizer = OptimizerKind::kAdamWFp32;
 
-  // "<device>/<weights>[-dq]/param=<dtype>/compute=<dtype>/optim=<optimizer>"
+  // "<device>/<weights>[-dq]/param=<dtype>/compute=<dtype>/optim=<optimizer>"; "-dq" only for
+  // nf4/fp4 with double_quant.
   std::string id() const;
-  // Inverse of id(); throws std::invalid_argument with the offending part.
+  // Inverse of id(); throws std::invalid_argument with the offending part (also for "-dq" on
+  // none/int8, which id() never writes). Accepts device "auto" (ids of an unresolved matrix).
   static Case from_id(const std::string& id);
   // (axis, value) pairs in id order, e.g. {"weights","nf4"}, {"double_quant","true"}: used for
   // CTest labels and report columns.

@@ -11,6 +11,27 @@
 //   settings: {model: tiny, steps: 8}       # optional RunSettings overrides
 //
 // Axes not given take the Case defaults; `device` defaults to `auto`, resolved by the caller.
+//
+// Expansion, as GitHub Actions does it (docs.github.com, "Running variations of jobs in a
+// workflow"):
+//   1. the product of the axis lists, in file order, the first axis varying slowest;
+//   2. `exclude`: drop every combination that matches all keys of an entry (partial entries
+//      allowed); each key must be an axis of the product;
+//   3. `include`, entry by entry: added to every product combination whose original axes agree
+//      with the entry (its other keys are set, overwriting values added by earlier entries, never
+//      original ones); an entry that matches no combination becomes a new one.
+// Then duplicates (same id) are dropped, the first kept. Every key is a known axis and every
+// value valid for it: the file cannot ask for something the harness does not run.
+//
+// double_quant applies to nf4/fp4 only: for none/int8 it is stored as false, so `double_quant:
+// [false, true]` crossed with int8 yields one int8 case, not two with the same id (the shipped
+// files still exclude the pair, to say so). Ids stay unambiguous: `nf4-dq` vs `nf4`, never
+// `int8-dq`.
+//
+// Rejected, each with file:line:column: YAML syntax errors, a root other than a mapping with
+// `matrix` (required) and `settings`, unknown or duplicate keys, an axis given as anything but a
+// non-empty list of scalars, unknown values, empty include/exclude entries, exclude keys that are
+// not axes of the product, bad settings (type or range), and a matrix that expands to no case.
 #pragma once
 
 #include <stdexcept>
@@ -37,14 +58,17 @@ struct Matrix {
 Matrix load_matrix(const std::string& path);
 Matrix parse_matrix(const std::string& yaml_text, const std::string& source_name);
 
-// Replaces device "auto" by `resolved` ("cuda:0" when a GPU is usable, else "cpu").
+// Replaces device "auto" by `resolved` ("cuda:0" when a GPU is usable, else "cpu"), then drops
+// cases that became duplicates (`device: [auto, cpu]` on a CPU-only machine). Throws
+// std::invalid_argument when `resolved` is not a concrete device.
 void resolve_device(Matrix& matrix, const std::string& resolved);
 
 // Filter: a case is kept when its id contains any of the comma-separated substrings
-// (`--filter nf4-dq,int8`); an empty filter keeps all.
+// (`--filter nf4-dq,int8`); an empty filter keeps all. Items are trimmed; empty items ignored.
 std::vector<Case> filter_cases(const std::vector<Case>& cases, const std::string& filter);
 
 // Shard i of n (1-based, `--shard 2/4`): every n-th case starting at i-1, stable across machines.
+// The n shards partition the list. Throws std::invalid_argument unless 1 <= i <= n.
 std::vector<Case> shard_cases(const std::vector<Case>& cases, int index, int count);
 
 }  // namespace qlc::harness

@@ -2,6 +2,7 @@
 // reports and rules share one spelling.
 #pragma once
 
+#include <array>
 #include <string>
 
 namespace qlc::harness {
@@ -28,5 +29,15 @@ std::string to_string(Phase v);    // none setup load forward backward optimizer
 // Throw std::invalid_argument naming the bad value and the valid ones.
 Outcome outcome_from_string(const std::string& s);
 Phase phase_from_string(const std::string& s);
+
+// Every enumerator, in declaration order.
+inline constexpr std::array<Outcome, 12> kAllOutcomes = {
+    Outcome::kOk, Outcome::kDtypeMismatch, Outcome::kUnsupportedDtype, Outcome::kUnsupportedOp,
+    Outcome::kNanLoss, Outcome::kNoLearning, Outcome::kOom, Outcome::kCudaError,
+    Outcome::kCrash, Outcome::kTimeout, Outcome::kSkipped, Outcome::kHarnessError,
+};
+inline constexpr std::array<Phase, 6> kAllPhases = {
+    Phase::kNone, Phase::kSetup, Phase::kLoad, Phase::kForward, Phase::kBackward, Phase::kOptimizer,
+};
 
 }  // namespace qlc::harness

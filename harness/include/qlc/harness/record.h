@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -48,11 +49,33 @@ struct Record {
   static Record from_json(const nlohmann::json& j);  // throws std::invalid_argument on bad input
 };
 
-// Appends one record as a line and flushes it to disk (fsync) before returning.
+// JSON layout of one record (one line; keys of absent values may be left out by other writers,
+// e.g. a Python peer, and read back as the defaults above; unknown keys are ignored):
+//   {"schema": 1, "case": ID, "outcome": "ok", "phase": "none", "step": -1, "message": "",
+//    "skip_reason": "", "losses": [..],
+//    "timings": {"load_ms", "forward": {"median_ms", "p90_ms"}, "backward": {..},
+//                "optimizer": {..}, "step": {..}, "tokens_per_s", "wall_ms", "overhead_ms"},
+//    "memory": {"peak_bytes", "base_weight_bits_per_param", "theory_bits_per_param"},
+//    "worker": {"exit_code", "signal", "output"},
+//    "environment": ENV_ID, "model": "tiny", "lora_rank": 8}
+// "case" and "outcome" are required. JSON has no NaN/Inf: a non-finite number (a nan_loss case's
+// losses) is written as the string "nan", "inf" or "-inf"; null reads as NaN.
+
+// Errors reading a records file; the message names the file and the line.
+class RecordError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Appends one record as a line and flushes it to disk (fsync) before returning. Text that is not
+// valid UTF-8 (raw worker output) is written with U+FFFD in its place. One writer per file: if
+// the file ends in a line cut short by a crash, that fragment is removed first, so the resumed
+// run does not glue its record onto it. Throws std::runtime_error naming the file on I/O errors.
 void append_record(const std::string& path, const Record& record);
 
-// Reads a records file. A last line cut short by a crash is ignored (and reported through
-// `truncated_tail` when given); any other malformed line is an error naming file and line.
+// Reads a records file. A last line cut short by a crash (no final newline, not valid JSON) is
+// ignored (and reported through `truncated_tail` when given); any other malformed line is a
+// RecordError naming file and line. Blank lines are skipped. A missing file is a RecordError.
 std::vector<Record> read_records(const std::string& path, bool* truncated_tail = nullptr);
 
 }  // namespace qlc::harness

@@ -1,0 +1,490 @@
+#include "qlc/harness/matrix.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <unordered_set>
+
+namespace qlc::harness {
+namespace {
+
+// The matrix axes, in the order of Case's fields and ids.
+enum class Axis { kDevice, kWeights, kDoubleQuant, kParamDtype, kComputeDtype, kOptimizer };
+constexpr std::array<Axis, 6> kAxes = {Axis::kDevice,     Axis::kWeights,      Axis::kDoubleQuant,
+                                       Axis::kParamDtype, Axis::kComputeDtype, Axis::kOptimizer};
+
+std::size_t index_of(Axis a) { return static_cast<std::size_t>(a); }
+
+const char* axis_name(Axis a) {
+  switch (a) {
+    case Axis::kDevice: return "device";
+    case Axis::kWeights: return "weights";
+    case Axis::kDoubleQuant: return "double_quant";
+    case Axis::kParamDtype: return "param_dtype";
+    case Axis::kComputeDtype: return "compute_dtype";
+    case Axis::kOptimizer: return "optimizer";
+  }
+  throw std::logic_error("Axis out of range");
+}
+
+std::optional<Axis> axis_from_name(const std::string& name) {
+  for (Axis a : kAxes) {
+    if (name == axis_name(a)) return a;
+  }
+  return std::nullopt;
+}
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& s : items) {
+    if (!out.empty()) out += ", ";
+    out += s;
+  }
+  return out;
+}
+
+template <typename E, std::size_t N>
+std::vector<std::string> names_of(const std::array<E, N>& all) {
+  std::vector<std::string> out;
+  for (E v : all) out.push_back(to_string(v));
+  return out;
+}
+
+// The valid spellings of an axis' values, as listed in error messages.
+std::vector<std::string> valid_values(Axis a) {
+  switch (a) {
+    case Axis::kDevice: return {"auto", "cpu", "cuda:N"};
+    case Axis::kWeights: return names_of(kAllWeightFormats);
+    case Axis::kDoubleQuant: return {"false", "true"};
+    case Axis::kParamDtype:
+    case Axis::kComputeDtype: return names_of(kAllDtypes);
+    case Axis::kOptimizer: return names_of(kAllOptimizers);
+  }
+  throw std::logic_error("Axis out of range");
+}
+
+bool is_valid_value(Axis a, const std::string& value) {
+  if (a == Axis::kDevice) return is_valid_device(value);
+  const auto valid = valid_values(a);
+  return std::find(valid.begin(), valid.end(), value) != valid.end();
+}
+
+// One point (or one include/exclude entry): a value per axis, unset = not given. Values are the
+// validated spellings, so equality of strings is equality of values.
+using Combination = std::array<std::optional<std::string>, kAxes.size()>;
+
+struct AxisList {
+  Axis axis;
+  std::vector<std::string> values;
+};
+
+class Parser {
+ public:
+  explicit Parser(std::string source) : source_(std::move(source)) {}
+
+  Matrix parse(const std::string& text) {
+    YAML::Node root;
+    try {
+      root = YAML::Load(text);
+    } catch (const YAML::ParserException& e) {
+      fail(e.mark, "YAML syntax error: " + e.msg);
+    } catch (const YAML::Exception& e) {
+      fail(e.mark, "YAML error: " + e.msg);
+    }
+    if (!root.IsMap()) {
+      fail(root.Mark(), root.IsNull() ? "empty matrix file (expected a mapping with key 'matrix')"
+                                      : "expected a mapping with key 'matrix' at the top level");
+    }
+
+    Matrix m;
+    m.source = source_;
+    std::optional<YAML::Mark> matrix_mark;
+    for_each_key(root, [&](const YAML::Node& key, const YAML::Node& value, const std::string& k) {
+      if (k == "matrix") {
+        matrix_mark = key.Mark();
+        m.cases = parse_matrix_node(key, value);
+      } else if (k == "settings") {
+        m.settings = parse_settings(key, value);
+      } else {
+        fail(key.Mark(), "unknown key '" + k + "' (expected matrix, settings)");
+      }
+    });
+    if (!matrix_mark) fail(root.Mark(), "missing key 'matrix'");
+    return m;
+  }
+
+ private:
+  std::string where(const YAML::Mark& mark) const {
+    // yaml-cpp counts from 0; editors and compilers from 1. A node without a position (an empty
+    // document) is reported at the start of the file.
+    const int line = mark.is_null() ? 1 : mark.line + 1;
+    const int column = mark.is_null() ? 1 : mark.column + 1;
+    return source_ + ":" + std::to_string(line) + ":" + std::to_string(column);
+  }
+
+  [[noreturn]] void fail(const YAML::Mark& mark, const std::string& message) const {
+    throw MatrixError(where(mark) + ": " + message);
+  }
+
+  // Where to point for a value: yaml-cpp places an empty value at the next token, possibly lines
+  // later, so point at its key instead.
+  static YAML::Mark value_mark(const YAML::Node& key, const YAML::Node& value) {
+    return value.IsNull() ? key.Mark() : value.Mark();
+  }
+
+  // Calls fn(key, value, key_text) for each entry of a mapping, rejecting non-scalar and repeated
+  // keys (yaml-cpp keeps both copies of a repeated key; which one wins would be a guess).
+  template <typename Fn>
+  void for_each_key(const YAML::Node& map, Fn&& fn) const {
+    std::set<std::string> seen;
+    // Copies, not references: yaml-cpp's iterator hands out a temporary pair.
+    for (const auto& entry : map) {
+      const YAML::Node key = entry.first;
+      const YAML::Node value = entry.second;
+      if (!key.IsScalar()) fail(key.Mark(), "expected a plain key");
+      const std::string k = key.Scalar();
+      if (!seen.insert(k).second) fail(key.Mark(), "duplicate key '" + k + "'");
+      fn(key, value, k);
+    }
+  }
+
+  Axis parse_axis_key(const YAML::Node& key, const std::string& k,
+                      bool allow_include_exclude) const {
+    if (auto a = axis_from_name(k)) return *a;
+    std::vector<std::string> expected;
+    for (Axis a : kAxes) expected.push_back(axis_name(a));
+    if (allow_include_exclude) {
+      expected.push_back("include");
+      expected.push_back("exclude");
+    }
+    fail(key.Mark(), "unknown axis '" + k + "' (expected " + join(expected) + ")");
+  }
+
+  std::string parse_value(Axis a, const YAML::Node& node, const YAML::Mark& mark) const {
+    if (!node.IsScalar()) {
+      fail(mark, std::string("expected a single value for axis '") + axis_name(a) + "' (one of " +
+                     join(valid_values(a)) + ")");
+    }
+    const std::string v = node.Scalar();
+    if (!is_valid_value(a, v)) {
+      fail(mark, "unknown value '" + v + "' for axis '" + axis_name(a) + "' (expected " +
+                     join(valid_values(a)) + ")");
+    }
+    return v;
+  }
+
+  AxisList parse_axis_list(Axis a, const YAML::Node& key, const YAML::Node& value) const {
+    const YAML::Mark mark = value_mark(key, value);
+    const std::string name = axis_name(a);
+    if (!value.IsSequence()) {
+      fail(mark, "axis '" + name + "' must be a list of values, e.g. " + name + ": [" +
+                     valid_values(a).front() + "] (expected " + join(valid_values(a)) + ")");
+    }
+    if (value.size() == 0) {
+      fail(mark, "axis '" + name + "' has an empty list (expected at least one of " +
+                     join(valid_values(a)) + ")");
+    }
+    AxisList list{a, {}};
+    for (const auto& item : value) list.values.push_back(parse_value(a, item, item.Mark()));
+    return list;
+  }
+
+  // One include/exclude entry: a mapping of axis -> single value.
+  Combination parse_entry(const YAML::Node& node, const char* section) const {
+    if (!node.IsMap()) {
+      fail(node.Mark(), std::string("each '") + section +
+                            "' entry must be a mapping of axis: value, e.g. {weights: nf4}");
+    }
+    if (node.size() == 0) fail(node.Mark(), std::string("empty '") + section + "' entry");
+    Combination entry;
+    for_each_key(node, [&](const YAML::Node& key, const YAML::Node& value, const std::string& k) {
+      const Axis a = parse_axis_key(key, k, false);
+      entry[index_of(a)] = parse_value(a, value, value_mark(key, value));
+    });
+    return entry;
+  }
+
+  std::vector<std::pair<Combination, YAML::Mark>> parse_entries(const YAML::Node& key,
+                                                                const YAML::Node& value,
+                                                                const char* section) const {
+    if (!value.IsSequence()) {
+      fail(value_mark(key, value), std::string("'") + section +
+                                       "' must be a list of mappings, e.g. - {weights: nf4}");
+    }
+    std::vector<std::pair<Combination, YAML::Mark>> entries;
+    for (const auto& item : value) entries.emplace_back(parse_entry(item, section), item.Mark());
+    return entries;
+  }
+
+  std::vector<Case> parse_matrix_node(const YAML::Node& key, const YAML::Node& value) const {
+    if (!value.IsMap()) {
+      fail(value_mark(key, value), "'matrix' must be a mapping of axes (and include/exclude)");
+    }
+    std::vector<AxisList> axes;
+    std::vector<std::pair<Combination, YAML::Mark>> excludes, includes;
+    for_each_key(value, [&](const YAML::Node& k_node, const YAML::Node& v_node,
+                            const std::string& k) {
+      if (k == "include") {
+        includes = parse_entries(k_node, v_node, "include");
+      } else if (k == "exclude") {
+        excludes = parse_entries(k_node, v_node, "exclude");
+      } else {
+        axes.push_back(parse_axis_list(parse_axis_key(k_node, k, true), k_node, v_node));
+      }
+    });
+
+    std::array<bool, kAxes.size()> original{};
+    for (const auto& list : axes) original[index_of(list.axis)] = true;
+
+    // GitHub rejects an exclude key that is not a matrix variable; so do we (it would either
+    // match nothing or everything, neither of which the author meant).
+    for (const auto& [entry, mark] : excludes) {
+      for (Axis a : kAxes) {
+        if (entry[index_of(a)] && !original[index_of(a)]) {
+          fail(mark, std::string("exclude key '") + axis_name(a) +
+                         "' is not an axis of this matrix (exclude applies to listed axes only)");
+        }
+      }
+    }
+
+    std::vector<Combination> combos = product(axes);
+    combos.erase(std::remove_if(combos.begin(), combos.end(),
+                                [&](const Combination& c) {
+                                  for (const auto& e : excludes) {
+                                    if (matches(c, e.first, nullptr)) return true;
+                                  }
+                                  return false;
+                                }),
+                 combos.end());
+
+    std::vector<Combination> added;
+    for (const auto& [entry, mark] : includes) {
+      bool extended_any = false;
+      for (auto& c : combos) {
+        if (!matches(c, entry, &original)) continue;
+        extended_any = true;
+        for (Axis a : kAxes) {
+          const auto i = index_of(a);
+          if (entry[i] && !original[i]) c[i] = entry[i];
+        }
+      }
+      if (!extended_any) added.push_back(entry);
+    }
+    combos.insert(combos.end(), added.begin(), added.end());
+
+    std::vector<Case> cases;
+    std::unordered_set<std::string> ids;
+    for (const auto& c : combos) {
+      Case k = to_case(c);
+      if (ids.insert(k.id()).second) cases.push_back(k);
+    }
+    if (cases.empty()) fail(key.Mark(), "the matrix expands to no cases");
+    return cases;
+  }
+
+  // The product, first axis varying slowest (GitHub's job order). No axes: no combinations, so
+  // that include entries become cases of their own.
+  static std::vector<Combination> product(const std::vector<AxisList>& axes) {
+    if (axes.empty()) return {};
+    std::vector<Combination> out(1);
+    for (const auto& list : axes) {
+      std::vector<Combination> next;
+      next.reserve(out.size() * list.values.size());
+      for (const auto& partial : out) {
+        for (const auto& v : list.values) {
+          Combination c = partial;
+          c[index_of(list.axis)] = v;
+          next.push_back(c);
+        }
+      }
+      out = std::move(next);
+    }
+    return out;
+  }
+
+  // Whether `combo` agrees with every key of `entry` (only its keys on original axes when
+  // `only` is given: include never compares, and never overwrites, values it added itself).
+  static bool matches(const Combination& combo, const Combination& entry,
+                      const std::array<bool, kAxes.size()>* only) {
+    for (std::size_t i = 0; i < entry.size(); ++i) {
+      if (!entry[i] || (only && !(*only)[i])) continue;
+      if (combo[i] != entry[i]) return false;
+    }
+    return true;
+  }
+
+  static Case to_case(const Combination& c) {
+    Case k;
+    k.device = "auto";
+    auto value = [&c](Axis a) -> const std::optional<std::string>& { return c[index_of(a)]; };
+    if (value(Axis::kDevice)) k.device = *value(Axis::kDevice);
+    if (value(Axis::kWeights)) k.weights = weight_format_from_string(*value(Axis::kWeights));
+    if (value(Axis::kDoubleQuant)) k.double_quant = *value(Axis::kDoubleQuant) == "true";
+    if (value(Axis::kParamDtype)) k.param_dtype = dtype_from_string(*value(Axis::kParamDtype));
+    if (value(Axis::kComputeDtype)) {
+      k.compute_dtype = dtype_from_string(*value(Axis::kComputeDtype));
+    }
+    if (value(Axis::kOptimizer)) k.optimizer = optimizer_from_string(*value(Axis::kOptimizer));
+    // Double quantization quantizes 4-bit absmax; other formats have none (see matrix.h).
+    if (!is_4bit(k.weights)) k.double_quant = false;
+    return k;
+  }
+
+  // --- settings ---------------------------------------------------------------------------
+
+  std::string scalar_setting(const YAML::Node& key, const YAML::Node& value,
+                             const char* what) const {
+    if (!value.IsScalar()) {
+      fail(value_mark(key, value), "setting '" + key.Scalar() + "' must be " + what);
+    }
+    return value.Scalar();
+  }
+
+  template <typename T>
+  T integer_setting(const YAML::Node& key, const YAML::Node& value, T min) const {
+    const std::string text = scalar_setting(key, value, "an integer");
+    T out{};
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+    if (ec != std::errc() || end != text.data() + text.size()) {
+      fail(value.Mark(), "setting '" + key.Scalar() + "' must be an integer, got '" + text + "'");
+    }
+    if (out < min) {
+      fail(value.Mark(), "setting '" + key.Scalar() + "' must be at least " + std::to_string(min) +
+                             ", got " + text);
+    }
+    return out;
+  }
+
+  // A finite number >= min (> min when `min_open`) and < max, else an error quoting `range`.
+  float number_setting(const YAML::Node& key, const YAML::Node& value, double min, bool min_open,
+                       double max, const char* range) const {
+    const std::string text = scalar_setting(key, value, "a number");
+    double out = 0.0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+    if (ec != std::errc() || end != text.data() + text.size() || !std::isfinite(out)) {
+      fail(value.Mark(), "setting '" + key.Scalar() + "' must be a number, got '" + text + "'");
+    }
+    if (out < min || (min_open && out == min) || out >= max) {
+      fail(value.Mark(), "setting '" + key.Scalar() + "' must be in " + range + ", got " + text);
+    }
+    return static_cast<float>(out);
+  }
+
+  RunSettings parse_settings(const YAML::Node& key, const YAML::Node& value) const {
+    if (!value.IsMap()) fail(value_mark(key, value), "'settings' must be a mapping");
+    RunSettings s;
+    constexpr double kInf = std::numeric_limits<double>::infinity();
+    for_each_key(value, [&](const YAML::Node& k_node, const YAML::Node& v, const std::string& k) {
+      if (k == "model") {
+        s.model = scalar_setting(k_node, v, "a model preset name");
+        if (s.model.empty()) fail(v.Mark(), "setting 'model' must not be empty");
+      } else if (k == "steps") {
+        s.steps = integer_setting<int>(k_node, v, 1);
+      } else if (k == "warmup_steps") {
+        s.warmup_steps = integer_setting<int>(k_node, v, 0);
+      } else if (k == "lora_rank") {
+        s.lora_rank = integer_setting<int>(k_node, v, 1);
+      } else if (k == "lora_alpha") {
+        s.lora_alpha = number_setting(k_node, v, 0.0, true, kInf, "(0, inf)");
+      } else if (k == "lora_dropout") {
+        s.lora_dropout = number_setting(k_node, v, 0.0, false, 1.0, "[0, 1)");
+      } else if (k == "learning_rate") {
+        s.learning_rate = number_setting(k_node, v, 0.0, true, kInf, "(0, inf)");
+      } else if (k == "seed") {
+        s.seed = integer_setting<uint64_t>(k_node, v, 0);
+      } else {
+        fail(k_node.Mark(), "unknown setting '" + k +
+                                "' (expected model, steps, warmup_steps, lora_rank, lora_alpha, "
+                                "lora_dropout, learning_rate, seed)");
+      }
+    });
+    return s;
+  }
+
+  std::string source_;
+};
+
+}  // namespace
+
+Matrix parse_matrix(const std::string& yaml_text, const std::string& source_name) {
+  return Parser(source_name).parse(yaml_text);
+}
+
+Matrix load_matrix(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    throw MatrixError(path + ": cannot read matrix file: it is a directory");
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw MatrixError(path + ": cannot read matrix file: " + std::strerror(errno));
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) throw MatrixError(path + ": cannot read matrix file: read error");
+  return parse_matrix(text.str(), path);
+}
+
+void resolve_device(Matrix& matrix, const std::string& resolved) {
+  if (resolved == "auto" || !is_valid_device(resolved)) {
+    throw std::invalid_argument("cannot resolve device 'auto' to '" + resolved +
+                                "' (expected cpu or cuda:N)");
+  }
+  std::vector<Case> out;
+  std::unordered_set<std::string> ids;
+  for (Case c : matrix.cases) {
+    if (c.device == "auto") c.device = resolved;
+    if (ids.insert(c.id()).second) out.push_back(c);
+  }
+  matrix.cases = std::move(out);
+}
+
+std::vector<Case> filter_cases(const std::vector<Case>& cases, const std::string& filter) {
+  std::vector<std::string> needles;
+  std::string::size_type start = 0;
+  while (start <= filter.size()) {
+    auto comma = filter.find(',', start);
+    if (comma == std::string::npos) comma = filter.size();
+    std::string item = filter.substr(start, comma - start);
+    const auto first = item.find_first_not_of(" \t");
+    const auto last = item.find_last_not_of(" \t");
+    if (first != std::string::npos) needles.push_back(item.substr(first, last - first + 1));
+    start = comma + 1;
+  }
+  if (needles.empty()) return cases;
+  std::vector<Case> out;
+  for (const auto& c : cases) {
+    const std::string id = c.id();
+    for (const auto& n : needles) {
+      if (id.find(n) != std::string::npos) {
+        out.push_back(c);
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+std::vector<Case> shard_cases(const std::vector<Case>& cases, int index, int count) {
+  if (count < 1 || index < 1 || index > count) {
+    throw std::invalid_argument("bad shard " + std::to_string(index) + "/" + std::to_string(count) +
+                                " (expected i/n with 1 <= i <= n)");
+  }
+  std::vector<Case> out;
+  for (std::size_t i = static_cast<std::size_t>(index - 1); i < cases.size();
+       i += static_cast<std::size_t>(count)) {
+    out.push_back(cases[i]);
+  }
+  return out;
+}
+
+}  // namespace qlc::harness
