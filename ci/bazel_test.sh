@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The alternate build: bazel test //... offline with Debian's Bazel 4.2 (see WORKSPACE and
+# .bazelrc: local repositories only, downloads disabled, --jobs=2). Extra arguments go to bazel.
+# Exits non-zero when the build or a test fails.
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+cd "$QLC_ROOT"
+
+if ! command -v bazel >/dev/null 2>&1; then
+  echo "ci/bazel_test.sh: bazel not found; install Debian's bazel-bootstrap and bazel-rules-java" \
+       "(ci/install_system_deps.sh)" >&2
+  exit 1
+fi
+if [ ! -f /usr/share/bazel/rules/java/WORKSPACE ]; then
+  echo "ci/bazel_test.sh: rules_java not found at /usr/share/bazel/rules/java; install Debian's" \
+       "bazel-rules-java (ci/install_system_deps.sh)" >&2
+  exit 1
+fi
+if [ ! -d "$QLC_ROOT/../shared/goldens/bnb-4bit" ]; then
+  echo "ci/bazel_test.sh: golden vectors not found at $QLC_ROOT/../shared/goldens/bnb-4bit" >&2
+  exit 1
+fi
+
+qlc_log "bazel test //... (offline, Debian's Bazel)"
+bazel test //... --test_output=errors "$@"
