@@ -14,10 +14,28 @@ if(NOT Torch_DIR AND NOT QLC_USE_SYSTEM_TORCH AND EXISTS "${QLC_PYTHON}")
     RESULT_VARIABLE _qlc_torch_rc ERROR_QUIET)
   if(_qlc_torch_rc EQUAL 0 AND _qlc_torch_prefix)
     list(PREPEND CMAKE_PREFIX_PATH "${_qlc_torch_prefix}")
+    # TorchConfig looks its libraries up with PATHS, which come after the system's folders: with
+    # Debian's libtorch-dev installed, libc10.so would come from /usr/lib and the binaries abort
+    # at start-up (two c10 in one process). The wheel's lib/ first, then.
+    get_filename_component(_qlc_torch_lib "${_qlc_torch_prefix}/../../lib" ABSOLUTE)
+    list(PREPEND CMAKE_LIBRARY_PATH "${_qlc_torch_lib}")
   endif()
 endif()
 
 find_package(Torch REQUIRED)
+# Every LibTorch library must come from the LibTorch that was found (see above).
+foreach(_qlc_lib IN LISTS TORCH_LIBRARIES)
+  if(IS_ABSOLUTE "${_qlc_lib}" AND _qlc_lib MATCHES "/lib(c10|torch)[^/]*\\.so$")
+    get_filename_component(_qlc_lib_dir "${_qlc_lib}" DIRECTORY)
+    get_filename_component(_qlc_lib_dir "${_qlc_lib_dir}" REALPATH)
+    get_filename_component(_qlc_want_dir "${TORCH_INSTALL_PREFIX}/lib" REALPATH)
+    if(NOT _qlc_lib_dir STREQUAL _qlc_want_dir)
+      message(FATAL_ERROR "qlora-compat: ${_qlc_lib} does not belong to the LibTorch in "
+              "${TORCH_INSTALL_PREFIX}; clear the cache (rm -r the build folder) or set "
+              "c10_LIBRARY/TORCH_LIBRARY to that LibTorch's lib/ folder")
+    endif()
+  endif()
+endforeach()
 message(STATUS "qlora-compat: LibTorch ${Torch_VERSION} from ${Torch_DIR}")
 # TorchConfig puts its flags (the C++ ABI among them) in TORCH_CXX_FLAGS; every target that links
 # LibTorch gets them through the imported target, but code that only shares headers needs the ABI.

@@ -39,11 +39,6 @@ std::vector<uint32_t> value_bits(const StTensor& t, bool zero_sign_free) {
                     zero_sign_free);
 }
 
-int torch_lanes(const StFile& f) {
-  // LibTorch's Vectorized<float> holds 16 lanes with AVX-512, 8 otherwise (AVX2 and the default).
-  return f.metadata.at("torch_cpu_capability").rfind("AVX512", 0) == 0 ? 16 : 8;
-}
-
 template <class T>
 void check_4bit_case(const StFile& f) {
   const QuantType4 type = quant_type4_from_string(f.metadata.at("quant_type"));
@@ -64,7 +59,7 @@ void check_4bit_case(const StFile& f) {
                             type, dequant.data());
   EXPECT_EQ(value_bits(dequant, fp4), value_bits(f.at("dequant"), fp4)) << "dequantized values";
 
-  const float offset = torch_cpu_mean(f.at("absmax").as<float>(), blocks, torch_lanes(f));
+  const float offset = torch_cpu_mean(f.at("absmax").as<float>(), blocks, kTorchMeanLanes);
   EXPECT_EQ(value_bits(std::vector<float>{offset}, false), value_bits(f.at("dq.offset"), false))
       << "double-quant offset";
   std::vector<uint8_t> qabsmax(static_cast<size_t>(blocks));

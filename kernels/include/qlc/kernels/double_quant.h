@@ -17,8 +17,10 @@ constexpr int64_t kDoubleQuantBlocksize = 256;
 // bitsandbytes takes the offset as `absmax.mean()`, so its bits depend on that order; `lanes` is
 // the width of LibTorch's Vectorized<float> on the machine (8 with AVX2, 16 with AVX-512).
 float torch_cpu_mean(const float* x, int64_t n, int lanes);
-// The lane count of LibTorch's CPU kernels on machines like the one that produced bitsandbytes'
-// reference checkpoints; see double_quant_test.cc for the evidence.
+// The lane count of LibTorch's fp32 sum on x86-64: 8 on AVX2 machines and, with LibTorch 2.13, on
+// AVX-512 machines too (its sum kernel is not dispatched to AVX-512: the peer tests reproduce
+// bitsandbytes' offsets with 8 lanes on an AVX-512 Xeon); libtorch_agreement_test.cc checks it
+// against the LibTorch we link.
 constexpr int kTorchMeanLanes = 8;
 
 // qabsmax[i], absmax2[ceil(blocks / 256)] for absmax - offset, with `map` (a signed dynamic map;

@@ -4,8 +4,13 @@
 
 #if defined(__CUDACC__)
 #define QLC_HD __host__ __device__ __forceinline__
-#define QLC_UNROLL _Pragma("unroll")
 #else
 #define QLC_HD inline
+#endif
+
+// Unrolling hint for device code only: the host compiler of a .cu file would warn about it.
+#if defined(__CUDA_ARCH__)
+#define QLC_UNROLL _Pragma("unroll")
+#else
 #define QLC_UNROLL
 #endif

@@ -1,0 +1,123 @@
+#include "tensor_checks.h"
+
+#include <ATen/ops/isfinite.h>
+
+#include <sstream>
+
+#include "qlc/kernels/blockwise_4bit.h"
+
+namespace qlc::kernels::detail {
+namespace {
+
+struct NonFinite {
+  int64_t count = 0;
+  int64_t first = -1;
+};
+
+template <class T>
+NonFinite scan_non_finite(const T* x, int64_t n) {
+  NonFinite r;
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = to_float(x[i]);
+    if (!(v - v == 0.0f)) {  // false for NaN and +-Inf only
+      if (r.count++ == 0) r.first = i;
+    }
+  }
+  return r;
+}
+
+}  // namespace
+
+void fail(const char* function, const std::string& message) {
+  throw KernelInputError(std::string(function) + ": " + message);
+}
+
+std::string dtype_name(at::ScalarType dtype) {
+  switch (dtype) {
+    case at::kFloat: return "fp32";
+    case at::kHalf: return "fp16";
+    case at::kBFloat16: return "bf16";
+    case at::kDouble: return "fp64";
+    case at::kChar: return "int8";
+    case at::kByte: return "uint8";
+    case at::kInt: return "int32";
+    case at::kLong: return "int64";
+    case at::kBool: return "bool";
+    default: return c10::toString(dtype);
+  }
+}
+
+std::string shape_string(at::IntArrayRef shape) {
+  std::ostringstream s;
+  s << '[';
+  for (size_t i = 0; i < shape.size(); ++i) s << (i ? ", " : "") << shape[i];
+  s << ']';
+  return s.str();
+}
+
+void check_defined(const char* function, const char* arg, const at::Tensor& t) {
+  if (!t.defined()) fail(function, std::string(arg) + " is an undefined tensor; expected a tensor");
+}
+
+Backend backend_of(const char* function, const char* arg, const at::Tensor& t) {
+  check_defined(function, arg, t);
+  if (t.device().is_cpu()) return Backend::kCpu;
+  if (t.device().is_cuda()) return Backend::kCuda;
+  fail(function, std::string(arg) + " is on unsupported device " + t.device().str() +
+                     "; expected a CPU or CUDA tensor");
+}
+
+void check_float_dtype(const char* function, const char* arg, const at::Tensor& t) {
+  check_defined(function, arg, t);
+  const at::ScalarType d = t.scalar_type();
+  if (d != at::kFloat && d != at::kHalf && d != at::kBFloat16)
+    fail(function, std::string(arg) + " has dtype " + dtype_name(d) + "; expected fp32, fp16 or bf16");
+}
+
+void check_dtype(const char* function, const char* arg, const at::Tensor& t, at::ScalarType expected) {
+  check_defined(function, arg, t);
+  if (t.scalar_type() != expected)
+    fail(function, std::string(arg) + " has dtype " + dtype_name(t.scalar_type()) + "; expected " +
+                       dtype_name(expected));
+}
+
+void check_out_dtype(const char* function, at::ScalarType dtype) {
+  if (dtype != at::kFloat && dtype != at::kHalf && dtype != at::kBFloat16)
+    fail(function, "output dtype " + dtype_name(dtype) + " is not supported; expected fp32, fp16 or bf16");
+}
+
+void check_same_device(const char* function, const char* arg, const at::Tensor& t,
+                       const char* ref_arg, const at::Tensor& ref) {
+  check_defined(function, arg, t);
+  if (t.device() != ref.device())
+    fail(function, std::string(arg) + " is on " + t.device().str() + " but " + ref_arg + " is on " +
+                       ref.device().str() + "; expected both on one device");
+}
+
+void check_blocksize(const char* function, int64_t blocksize) {
+  if (!is_supported_blocksize(blocksize))
+    fail(function, "blocksize " + std::to_string(blocksize) +
+                       " is not supported; expected a power of two from 32 to 4096");
+}
+
+void check_finite(const char* function, const char* arg, const at::Tensor& t, const char* consequence) {
+  NonFinite r;
+  if (t.device().is_cpu()) {
+    const at::Tensor c = t.contiguous();
+    r = with_float_type(c.scalar_type(), [&](auto tag) {
+      using T = decltype(tag);
+      return scan_non_finite(typed<T>(c), c.numel());
+    });
+  } else {
+    // Device-generic ATen ops: two small reductions, only on non-CPU tensors.
+    const at::Tensor bad = at::isfinite(t.reshape(-1)).logical_not();
+    r.count = bad.sum().item<int64_t>();
+    if (r.count > 0) r.first = bad.nonzero().min().item<int64_t>();
+  }
+  if (r.count == 0) return;
+  fail(function, std::string(arg) + " contains " + std::to_string(r.count) + " NaN/Inf value" +
+                     (r.count == 1 ? "" : "s") + " (first at flat index " + std::to_string(r.first) +
+                     "); " + consequence);
+}
+
+}  // namespace qlc::kernels::detail
