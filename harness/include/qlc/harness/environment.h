@@ -18,4 +18,7 @@ Environment capture_environment();
 // "cuda:0" when LibTorch sees a usable GPU, else "cpu" (what device `auto` means).
 std::string resolve_auto_device();
 
+// One line for people: "<CPU model>, LibTorch <version>, <GPU name (sm X.Y)> | no usable GPU".
+std::string describe_environment(const Environment& env);
+
 }  // namespace qlc::harness

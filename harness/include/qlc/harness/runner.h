@@ -18,6 +18,11 @@ Fault fault_from_string(const std::string& s);  // none segfault abort hang harn
 struct RunContext {
   std::string work_dir;  // where the case writes its checkpoint (created if missing)
   Fault fault = Fault::kNone;
+  // LibTorch's intra-op threads for the case (at::set_num_threads); 0 keeps LibTorch's default.
+  // One by default: losses then do not depend on the machine's core count, and cases or tests
+  // running side by side do not stall on each other's OpenMP barriers (tiny nf4 case on a loaded
+  // 2-core machine: 2.8 s with one thread, 18 s with two).
+  int cpu_threads = 1;
 };
 
 Record run_case(const Case& c, const RunSettings& settings, const RunContext& ctx);

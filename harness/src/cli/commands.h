@@ -1,0 +1,107 @@
+// The qlora-compat subcommands. main.cc parses the command line (CLI11) into these option
+// structs; each command returns the process exit status. A CliError is one line for the user.
+#pragma once
+
+#include <chrono>
+#include <iosfwd>
+#include <map>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "qlc/harness/case.h"
+#include "qlc/harness/matrix.h"
+#include "qlc/harness/record.h"
+
+namespace qlc::harness::cli {
+
+// Exit statuses (documented in `run --help`).
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitUsage = 1;          // bad input: nothing or not everything ran
+inline constexpr int kExitHarnessError = 2;   // the run completed, but a case hit our own bug
+
+class CliError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Which cases: shared by `run` and `list`.
+struct Selection {
+  std::string matrix = "cases/default.yaml";
+  std::string device;  // empty: the matrix's devices ("auto" resolved); else every case's
+  std::string filter;
+  std::string shard;   // "i/n", empty: all
+};
+
+struct RunOptions {
+  Selection selection;
+  int jobs = 1;
+  std::string out = "results";
+  bool resume = false;
+  double timeout_s = 600.0;
+  int steps = 0;  // 0: the matrix's settings
+  std::string isolation = "process";  // process (fork server), spawn, none
+  std::string fault;  // tests only: KIND or KIND@ID-SUBSTRING
+  bool keep_work = false;
+};
+
+struct WorkerArgs {
+  std::string case_id;
+  std::string settings_json;
+  std::string record;
+  std::string work_dir;
+  std::string fault = "none";
+  int threads = 0;
+  long parent_pid = 0;
+};
+
+struct Selected {
+  Matrix matrix;
+  std::vector<Case> cases;  // after device, filter and shard
+};
+Selected select_cases(const Selection& s);
+
+int run_command(const RunOptions& options);
+int list_command(const Selection& selection);
+int env_command();
+[[noreturn]] void worker_command(const WorkerArgs& args);
+int worker_server_command(long parent_pid);
+
+// "3m12s", "45s", "1h02m", "0.4s".
+std::string format_duration(double seconds);
+
+// The progress line on stderr: rewritten in place on a terminal, one line per finished case
+// otherwise (logs). Thread-safe.
+class Progress {
+ public:
+  Progress(size_t total, bool enabled);
+  void started(const Case& c);
+  void finished(const Case& c, const Record& r);
+  void end();  // finishes the terminal line
+
+ private:
+  std::string eta() const;
+  std::mutex mutex_;
+  size_t total_;
+  size_t done_ = 0;
+  bool enabled_;
+  bool tty_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+// The plain summary of a run: counts per outcome, failures grouped by outcome and message.
+struct SummaryInput {
+  std::vector<Record> records;  // one per selected case that has one
+  size_t selected = 0;
+  size_t run_now = 0;
+  size_t resumed = 0;
+  double seconds = 0.0;
+  std::string device_text;
+  std::string environment_line;
+  std::string records_path;
+  std::string environment_path;
+};
+void print_summary(std::ostream& out, const SummaryInput& in);
+
+}  // namespace qlc::harness::cli

@@ -1,0 +1,144 @@
+// qlora-compat: run / list / env (and the hidden `worker` the run spawns per case).
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <iostream>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "commands.h"
+#include "qlc/harness/matrix.h"
+#include "qlc/harness/worker.h"
+
+namespace {
+
+using namespace qlc::harness::cli;
+
+constexpr const char* kRunFooter =
+    "Records: OUT/records.jsonl gets one JSON line per case the moment it ends; OUT/environment"
+    ".json holds the machine's facts. An interrupted run continues with --resume.\n"
+    "Exit status: 0 when every selected case has a record, whatever its outcome; 2 when a case "
+    "ended in harness_error (a bug of qlora-compat); 1 on bad input (unknown axis value, "
+    "malformed matrix, unwritable --out, ...) with one error line.";
+
+void add_selection(CLI::App* cmd, Selection& s) {
+  cmd->add_option("--matrix", s.matrix, "Matrix file (YAML)")->capture_default_str();
+  cmd->add_option("--device", s.device,
+                  "auto | cpu | cuda | cuda:N: run every case there (default: the matrix's "
+                  "devices; auto = the first GPU if LibTorch can use one, else the CPU)");
+  cmd->add_option("--filter", s.filter,
+                  "Keep cases whose id contains any of these comma-separated substrings");
+  cmd->add_option("--shard", s.shard, "Run shard i of n (1-based, e.g. 2/4)");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "qlora-compat: runs real QLoRA training steps for every combination of quantization and "
+      "dtypes, and reports which work here, why the others fail, and how fast.",
+      "qlora-compat"};
+  // One line per bad input; set before the subcommands so that they inherit it.
+  app.failure_message([](const CLI::App*, const CLI::Error& e) {
+    return std::string("qlora-compat: error: ") + e.what() + " (see --help)\n";
+  });
+  app.require_subcommand(1);
+
+  RunOptions run;
+  CLI::App* run_cmd = app.add_subcommand("run", "Run the cases of a matrix and record them");
+  add_selection(run_cmd, run.selection);
+  run_cmd->add_option("--jobs,-j", run.jobs, "Cases run at the same time (one worker each)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024));
+  run_cmd->add_option("--out,-o", run.out, "Output folder")->capture_default_str();
+  run_cmd->add_flag("--resume", run.resume,
+                    "Continue the run recorded in OUT: skip cases that already have a record");
+  run_cmd->add_option("--timeout", run.timeout_s, "Time limit per case in seconds")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  run_cmd->add_option("--steps", run.steps, "Timed training steps per case (default: the matrix's)")
+      ->check(CLI::Range(1, 1000000));
+  run_cmd->add_option("--isolation", run.isolation,
+                      "process: each case in a fresh worker process, forked from a server that "
+                      "has loaded LibTorch once; spawn: each worker started from scratch "
+                      "(slower start); none: in this process (debugging: a crash ends the run)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"process", "spawn", "none"}));
+  run_cmd->add_flag("--keep-work", run.keep_work,
+                    "Keep each case's scratch folder (checkpoint, worker log) under OUT/work");
+  run_cmd->add_option("--fault", run.fault, "Fault injection for tests: KIND[@ID-SUBSTRING]")
+      ->group("");  // hidden: tests only
+  run_cmd->footer(kRunFooter);
+
+  Selection list;
+  CLI::App* list_cmd =
+      app.add_subcommand("list", "Print the ids of the cases a run would run (a dry run)");
+  add_selection(list_cmd, list);
+
+  CLI::App* env_cmd = app.add_subcommand(
+      "env", "Print this machine's environment facts (JSON), as recorded with every run");
+
+  WorkerArgs worker;
+  CLI::App* worker_cmd = app.add_subcommand("worker", "Run one case (spawned by `run`)");
+  worker_cmd->group("");  // hidden
+  worker_cmd->add_option("--case", worker.case_id)->required();
+  worker_cmd->add_option("--settings-json", worker.settings_json)->required();
+  worker_cmd->add_option("--record", worker.record)->required();
+  worker_cmd->add_option("--work-dir", worker.work_dir)->required();
+  worker_cmd->add_option("--fault", worker.fault);
+  worker_cmd->add_option("--threads", worker.threads);
+  worker_cmd->add_option("--parent-pid", worker.parent_pid);
+
+  // Set last: subcommands copy their parent's footer when they are added.
+  app.footer("Run `qlora-compat COMMAND --help` for a command's options.");
+
+  // CLI11 would report a mistyped command as "A subcommand is required": name it instead.
+  if (argc > 1 && argv[1][0] != '-') {
+    const std::string command = argv[1];
+    if (command != "run" && command != "list" && command != "env" && command != "worker" &&
+        command != "worker-server") {
+      std::fprintf(stderr,
+                   "qlora-compat: error: unknown command '%s' (expected run, list or env; see "
+                   "--help)\n",
+                   command.c_str());
+      return kExitUsage;
+    }
+  }
+
+  long server_parent = 0;
+  CLI::App* server_cmd =
+      app.add_subcommand("worker-server", "Fork workers on request (started by `run`)");
+  server_cmd->group("");  // hidden
+  server_cmd->add_option("--parent-pid", server_parent);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);  // prints the help (rc 0) or the one error line
+    if (rc == 0) return kExitOk;
+    // A worker with bad arguments is our bug: the parent knows this exit code.
+    if (argc > 1 && std::string(argv[1]).rfind("worker", 0) == 0) {
+      return qlc::harness::kWorkerExitUsage;
+    }
+    return kExitUsage;
+  }
+
+  try {
+    if (*run_cmd) return run_command(run);
+    if (*list_cmd) return list_command(list);
+    if (*env_cmd) return env_command();
+    if (*worker_cmd) worker_command(worker);
+    if (*server_cmd) return worker_server_command(server_parent);
+  } catch (const CliError& e) {
+    std::fprintf(stderr, "qlora-compat: error: %s\n", e.what());
+    return kExitUsage;
+  } catch (const qlc::harness::MatrixError& e) {
+    std::fprintf(stderr, "qlora-compat: error: %s\n", e.what());
+    return kExitUsage;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "qlora-compat: error: %s\n", e.what());
+    return kExitUsage;
+  }
+  return kExitUsage;
+}

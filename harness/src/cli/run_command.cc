@@ -1,0 +1,254 @@
+// `qlora-compat run`: select the cases, prepare the output folder (records, environment, lock),
+// run the cases not yet recorded (workers, --jobs at a time), append each record as it ends, and
+// print the summary.
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "commands.h"
+#include "qlc/harness/environment.h"
+#include "qlc/harness/worker.h"
+
+namespace qlc::harness::cli {
+namespace fs = std::filesystem;
+namespace {
+
+std::string executable_path() {
+  std::error_code ec;
+  fs::path p = fs::read_symlink("/proc/self/exe", ec);
+  if (ec) throw CliError("cannot find this program's path (/proc/self/exe): " + ec.message());
+  return p.string();
+}
+
+// Creates the output folder and proves it writable, holding a lock against a second run on
+// the same folder (released by the kernel however this process ends). Returns the lock's fd.
+int prepare_out_dir(const fs::path& out) {
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  if (ec || !fs::is_directory(out)) {
+    throw CliError("cannot create output folder '" + out.string() + "': " +
+                   (ec ? ec.message() : "not a directory"));
+  }
+  const std::string lock_path = (out / ".lock").string();
+  int fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    throw CliError("cannot write to output folder '" + out.string() + "': " +
+                   std::strerror(errno));
+  }
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    close(fd);
+    throw CliError("output folder '" + out.string() +
+                   "' is in use by another qlora-compat run (pass another --out)");
+  }
+  return fd;
+}
+
+void write_atomically(const fs::path& path, const std::string& text) {
+  fs::path tmp = path;
+  tmp += ".tmp";
+  {
+    std::ofstream o(tmp, std::ios::binary | std::ios::trunc);
+    o << text;
+    o.flush();
+    if (!o) throw CliError("cannot write '" + tmp.string() + "': " + std::strerror(errno));
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) throw CliError("cannot write '" + path.string() + "': " + ec.message());
+}
+
+// environment.json holds this run's facts. A resumed run on a changed environment (another
+// build, another machine) keeps the earlier file as environment-<id>.json: every record names
+// the environment it ran in.
+void write_environment(const fs::path& out, const Environment& env, bool resume) {
+  const fs::path path = out / "environment.json";
+  if (resume && fs::exists(path)) {
+    try {
+      std::ifstream in(path);
+      nlohmann::json old = nlohmann::json::parse(in);
+      std::string old_id = old.value("id", "");
+      if (!old_id.empty() && old_id != env.id()) {
+        fs::copy_file(path, out / ("environment-" + old_id + ".json"),
+                      fs::copy_options::overwrite_existing);
+        std::cerr << "qlora-compat: warning: the environment changed since the earlier run ("
+                  << old_id << " -> " << env.id() << "); records name the one they ran in\n";
+      }
+    } catch (const std::exception&) {
+      // An unreadable earlier file is replaced below: the records still carry the ids.
+    }
+  }
+  nlohmann::json j = {{"id", env.id()}, {"facts", env.facts}};
+  write_atomically(path, j.dump(2) + "\n");
+}
+
+struct FaultPlan {
+  Fault fault = Fault::kNone;
+  std::string where;  // id substring; empty: every case
+  Fault for_case(const Case& c) const {
+    if (fault == Fault::kNone) return Fault::kNone;
+    return where.empty() || c.id().find(where) != std::string::npos ? fault : Fault::kNone;
+  }
+};
+
+FaultPlan parse_fault(const std::string& text) {
+  FaultPlan plan;
+  if (text.empty()) return plan;
+  size_t at = text.find('@');
+  try {
+    plan.fault = fault_from_string(text.substr(0, at));
+  } catch (const std::exception& e) {
+    throw CliError(std::string("--fault: ") + e.what());
+  }
+  if (at != std::string::npos) plan.where = text.substr(at + 1);
+  return plan;
+}
+
+int usable_cores() {
+  unsigned n = std::thread::hardware_concurrency();
+  return n == 0 ? 1 : static_cast<int>(n);
+}
+
+}  // namespace
+
+int run_command(const RunOptions& o) {
+  if (o.isolation == "none" && o.jobs > 1) {
+    throw CliError("--jobs " + std::to_string(o.jobs) +
+                   " needs --isolation=process (in-process cases run one at a time)");
+  }
+  const FaultPlan fault_plan = parse_fault(o.fault);
+  Selected sel = select_cases(o.selection);
+  RunSettings settings = sel.matrix.settings;
+  if (o.steps > 0) settings.steps = o.steps;
+
+  const fs::path out = o.out;
+  const int lock_fd = prepare_out_dir(out);
+  const std::string records_path = (out / "records.jsonl").string();
+  {
+    int fd = open(records_path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      throw CliError("cannot write '" + records_path + "': " + std::strerror(errno));
+    }
+    close(fd);
+  }
+
+  // Cases recorded by the earlier run are done; without --resume there must be none.
+  std::set<std::string> done;
+  if (fs::file_size(records_path) > 0) {
+    if (!o.resume) {
+      throw CliError("'" + records_path +
+                     "' already holds records: pass --resume to continue that run, or --out DIR "
+                     "for a new one");
+    }
+    bool truncated = false;
+    try {
+      for (const auto& r : read_records(records_path, &truncated)) done.insert(r.case_id);
+    } catch (const std::exception& e) {
+      throw CliError(std::string("cannot resume: ") + e.what());
+    }
+    // append_record removes the fragment before its first write.
+    if (truncated) {
+      std::cerr << "qlora-compat: the last line of " << records_path
+                << " was cut short by the interruption; its case runs again\n";
+    }
+  }
+
+  const Environment env = capture_environment();
+  const std::string env_id = env.id();
+  write_environment(out, env, o.resume);
+
+  std::vector<Case> to_run;
+  for (const auto& c : sel.cases) {
+    if (!done.count(c.id())) to_run.push_back(c);
+  }
+  const size_t resumed = sel.cases.size() - to_run.size();
+
+  WorkerOptions base;
+  base.executable = o.isolation != "none" ? executable_path() : "";
+  base.timeout_s = o.timeout_s;
+  base.work_dir = (out / "work").string();
+  base.keep_work_dir = o.keep_work;
+  // One core per worker when --jobs fills the machine (see worker_process.cc).
+  base.threads = o.jobs > 1 ? std::max(1, usable_cores() / o.jobs) : 0;
+  std::unique_ptr<ForkServer> server;
+  if (o.isolation == "process" && !to_run.empty()) {
+    std::error_code mk;
+    fs::create_directories(base.work_dir, mk);
+    server = std::make_unique<ForkServer>(base.executable,
+                                          (out / "work" / "fork-server.log").string());
+    if (server->ready()) {
+      base.fork_server = server.get();
+    } else {
+      std::cerr << "qlora-compat: warning: no fork server (" << server->error()
+                << "); every worker starts from scratch\n";
+    }
+  }
+
+  Progress progress(to_run.size(), true);
+  const auto start = std::chrono::steady_clock::now();
+  auto run_one = [&](const Case& c) {
+    progress.started(c);
+    WorkerOptions opts = base;
+    opts.fault = fault_plan.for_case(c);
+    return o.isolation != "none" ? run_case_in_worker(c, settings, opts)
+                                 : run_case_in_process(c, settings, opts);
+  };
+  auto finished = [&](const Case& c, Record& r) {
+    r.environment_id = env_id;
+    append_record(records_path, r);
+    progress.finished(c, r);
+  };
+  for_each_case(to_run, o.jobs, run_one, finished);
+  progress.end();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::error_code ec;
+  if (server) {
+    server.reset();  // ends the server
+    if (fs::file_size(out / "work" / "fork-server.log", ec) == 0) {
+      fs::remove(out / "work" / "fork-server.log", ec);
+    }
+  }
+  fs::remove(out / "work", ec);  // only if empty: --keep-work folders stay
+
+  // The summary covers the selected cases, earlier run included (the last record of each id).
+  std::map<std::string, Record> latest;
+  for (auto& r : read_records(records_path)) latest[r.case_id] = std::move(r);
+  SummaryInput summary;
+  std::set<std::string> devices;
+  bool harness_error = false;
+  for (const auto& c : sel.cases) {
+    devices.insert(c.device);
+    auto it = latest.find(c.id());
+    if (it == latest.end()) continue;
+    harness_error |= it->second.outcome == Outcome::kHarnessError;
+    summary.records.push_back(it->second);
+  }
+  summary.selected = sel.cases.size();
+  summary.run_now = to_run.size();
+  summary.resumed = resumed;
+  summary.seconds = seconds;
+  for (const auto& d : devices) summary.device_text += (summary.device_text.empty() ? "" : ", ") + d;
+  if (summary.device_text.empty()) summary.device_text = "no device";
+  summary.environment_line = env_id + ": " + describe_environment(env);
+  summary.records_path = records_path;
+  summary.environment_path = (out / "environment.json").string();
+  print_summary(std::cout, summary);
+  std::cout.flush();
+  close(lock_fd);
+  return harness_error ? kExitHarnessError : kExitOk;
+}
+
+}  // namespace qlc::harness::cli

@@ -1,0 +1,276 @@
+// The LLaMA-style decoder (see model.h) and its presets.
+#include "model.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+
+#include "rng.h"
+
+namespace qlc::harness {
+namespace {
+
+ModelConfig make_config(const std::string& name, int64_t vocab, int64_t hidden, int64_t inter,
+                        int64_t layers, int64_t heads, int64_t kv_heads, int64_t batch,
+                        int64_t seq) {
+  ModelConfig c;
+  c.name = name;
+  c.vocab_size = vocab;
+  c.hidden_size = hidden;
+  c.intermediate_size = inter;
+  c.num_layers = layers;
+  c.num_heads = heads;
+  c.num_kv_heads = kv_heads;
+  c.batch_size = batch;
+  c.seq_len = seq;
+  return c;
+}
+
+const std::vector<ModelConfig>& presets() {
+  // tiny: the MLP's adapters (down_proj's A is 8 x 512, gate/up's B 512 x 8) reach AdamW8bit's
+  // 4096-element minimum while the attention adapters stay below it, so 8-bit cases exercise both
+  // state layouts, as they do on real models. Grouped KV heads (2 for 4 query heads) as LLaMA 2/3.
+  static const std::vector<ModelConfig> all = {
+      make_config("tiny", 256, 128, 512, 2, 4, 2, 8, 32),
+      make_config("small", 8192, 512, 1408, 4, 8, 8, 4, 128),
+      make_config("7b-layer", 32000, 4096, 11008, 1, 32, 32, 1, 512),
+  };
+  return all;
+}
+
+// torch.finfo(dtype).min: the value transformers puts above the diagonal of the causal mask.
+double lowest(at::ScalarType dtype) {
+  switch (dtype) {
+    case at::kHalf: return -65504.0;
+    case at::kBFloat16: return -3.3895313892515355e38;
+    default: return -static_cast<double>(std::numeric_limits<float>::max());
+  }
+}
+
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  // LlamaRMSNorm: statistics in fp32, result back in the input dtype, times the weight.
+  const at::ScalarType input_dtype = x.scalar_type();
+  at::Tensor h = x.to(at::kFloat);
+  const at::Tensor variance = h.pow(2).mean({-1}, /*keepdim=*/true);
+  h = h * at::rsqrt(variance + eps);
+  return weight * h.to(input_dtype);
+}
+
+at::Tensor rotate_half(const at::Tensor& x) {
+  const int64_t half = x.size(-1) / 2;
+  return at::cat({-x.slice(-1, half), x.slice(-1, 0, half)}, -1);
+}
+
+// [B, kv, T, d] -> [B, kv * groups, T, d] (transformers' repeat_kv).
+at::Tensor repeat_kv(const at::Tensor& x, int64_t groups) {
+  if (groups == 1) return x;
+  const int64_t b = x.size(0), kv = x.size(1), t = x.size(2), d = x.size(3);
+  return x.unsqueeze(2).expand({b, kv, groups, t, d}).reshape({b, kv * groups, t, d});
+}
+
+at::Tensor to_device(const Checkpoint& ckpt, const std::string& name, const BuildOptions& o) {
+  auto it = ckpt.find(name);
+  if (it == ckpt.end()) throw std::invalid_argument("checkpoint has no tensor '" + name + "'");
+  at::Tensor t = it->second.to(o.device, o.param_dtype);
+  t.set_requires_grad(false);
+  return t;
+}
+
+std::unique_ptr<BaseLinear> make_base(const at::Tensor& weight, const BuildOptions& o) {
+  switch (o.weights) {
+    case WeightFormat::kNone: return std::make_unique<DenseLinear>(weight);
+    case WeightFormat::kNf4:
+      return std::make_unique<Linear4bit>(weight, kernels::QuantType4::kNf4, o.double_quant,
+                                          o.compute_dtype, o.blocksize);
+    case WeightFormat::kFp4:
+      return std::make_unique<Linear4bit>(weight, kernels::QuantType4::kFp4, o.double_quant,
+                                          o.compute_dtype, o.blocksize);
+    case WeightFormat::kInt8: return std::make_unique<Linear8bitLt>(weight, o.int8_path);
+  }
+  throw std::invalid_argument("unknown weight format");
+}
+
+}  // namespace
+
+ModelConfig model_preset(const std::string& name) {
+  for (const ModelConfig& c : presets()) {
+    if (c.name == name) return c;
+  }
+  std::string valid;
+  for (const ModelConfig& c : presets()) valid += (valid.empty() ? "" : ", ") + c.name;
+  throw std::invalid_argument("unknown model preset '" + name + "' (expected " + valid + ")");
+}
+
+std::vector<std::string> model_preset_names() {
+  std::vector<std::string> names;
+  for (const ModelConfig& c : presets()) names.push_back(c.name);
+  return names;
+}
+
+std::vector<LinearSpec> linear_specs(const ModelConfig& c) {
+  const int64_t h = c.hidden_size, kv = c.num_kv_heads * c.head_dim(), i = c.intermediate_size;
+  std::vector<LinearSpec> specs;
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    specs.push_back({p + "self_attn.q_proj", h, h});
+    specs.push_back({p + "self_attn.k_proj", kv, h});
+    specs.push_back({p + "self_attn.v_proj", kv, h});
+    specs.push_back({p + "self_attn.o_proj", h, h});
+    specs.push_back({p + "mlp.gate_proj", i, h});
+    specs.push_back({p + "mlp.up_proj", i, h});
+    specs.push_back({p + "mlp.down_proj", h, i});
+  }
+  return specs;
+}
+
+Model::Model(const ModelConfig& config, const Checkpoint& ckpt, const BuildOptions& options)
+    : config_(config) {
+  if (config.hidden_size % config.num_heads != 0 || config.num_heads % config.num_kv_heads != 0 ||
+      config.head_dim() % 2 != 0) {
+    throw std::invalid_argument("model '" + config.name + "': inconsistent head counts");
+  }
+  LoraOptions lora = options.lora;
+  lora.dtype = options.param_dtype;
+  // One dropout stream for the whole model, as nn.Dropout draws from one global generator; CPU
+  // gets its own seeded generator, other devices their default one (seeded by the runner).
+  at::Generator dropout_gen =
+      options.device.is_cpu()
+          ? at::detail::createCPUGenerator(stream_seed(options.seed, "lora.dropout"))
+          : at::globalContext().defaultGenerator(options.device);
+
+  embed_ = to_device(ckpt, "model.embed_tokens.weight", options);
+  const std::vector<LinearSpec> specs = linear_specs(config);
+  size_t next = 0;
+  for (int64_t l = 0; l < config.num_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    Layer layer;
+    layer.input_norm = to_device(ckpt, p + "input_layernorm.weight", options);
+    layer.post_attention_norm = to_device(ckpt, p + "post_attention_layernorm.weight", options);
+    for (int k = 0; k < 7; ++k, ++next) {
+      const LinearSpec& s = specs[next];
+      LoraLinear linear(make_base(to_device(ckpt, s.name + ".weight", options), options), lora,
+                        options.device, stream_seed(options.seed, s.name + ".lora_A"), dropout_gen);
+      (k < 4 ? layer.attn : layer.mlp).push_back(std::move(linear));
+    }
+    layers_.push_back(std::move(layer));
+  }
+  final_norm_ = to_device(ckpt, "model.norm.weight", options);
+  lm_head_ = to_device(ckpt, "lm_head.weight", options);
+
+  // LlamaRotaryEmbedding in fp32: inv_freq = 1 / theta^(2i/d); angles = position * inv_freq.
+  const int64_t d = config.head_dim();
+  const at::TensorOptions f32 = at::TensorOptions().dtype(at::kFloat);
+  const at::Tensor exponent = at::arange(0, d, 2, at::TensorOptions().dtype(at::kLong)).to(at::kFloat) /
+                              static_cast<double>(d);
+  const at::Tensor inv_freq = at::pow(config.rope_theta, exponent).reciprocal();
+  const at::Tensor positions = at::arange(config.seq_len, f32);
+  const at::Tensor freqs = at::outer(positions, inv_freq);
+  const at::Tensor emb = at::cat({freqs, freqs}, -1);
+  rope_cos_ = emb.cos().to(options.device);
+  rope_sin_ = emb.sin().to(options.device);
+  causal_mask_ = at::full({config.seq_len, config.seq_len}, lowest(options.param_dtype),
+                          at::TensorOptions().dtype(options.param_dtype))
+                     .triu(1)
+                     .to(options.device);
+}
+
+at::Tensor Model::attention(const Layer& layer, const at::Tensor& h, bool training) const {
+  const int64_t b = h.size(0), t = h.size(1), d = config_.head_dim();
+  const int64_t nh = config_.num_heads, nkv = config_.num_kv_heads;
+  at::Tensor q = layer.attn[0].forward(h, training).view({b, t, nh, d}).transpose(1, 2);
+  at::Tensor k = layer.attn[1].forward(h, training).view({b, t, nkv, d}).transpose(1, 2);
+  at::Tensor v = layer.attn[2].forward(h, training).view({b, t, nkv, d}).transpose(1, 2);
+  // cos/sin computed in fp32 and cast to the activations' dtype (LlamaRotaryEmbedding).
+  const at::Tensor cos = rope_cos_.slice(0, 0, t).to(q.scalar_type());
+  const at::Tensor sin = rope_sin_.slice(0, 0, t).to(q.scalar_type());
+  q = q * cos + rotate_half(q) * sin;
+  k = k * cos + rotate_half(k) * sin;
+  k = repeat_kv(k, nh / nkv);
+  v = repeat_kv(v, nh / nkv);
+  // eager_attention_forward: scores * d^-0.5 + mask, softmax in fp32, back to the query's dtype.
+  at::Tensor scores = at::matmul(q, k.transpose(2, 3)) * (1.0 / std::sqrt(static_cast<double>(d)));
+  scores = scores + causal_mask_.slice(0, 0, t).slice(1, 0, t);
+  const at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());
+  const at::Tensor out = at::matmul(probs, v).transpose(1, 2).contiguous().reshape({b, t, nh * d});
+  return layer.attn[3].forward(out, training);
+}
+
+at::Tensor Model::mlp(const Layer& layer, const at::Tensor& h, bool training) const {
+  const at::Tensor gate = layer.mlp[0].forward(h, training);
+  const at::Tensor up = layer.mlp[1].forward(h, training);
+  return layer.mlp[2].forward(at::silu(gate) * up, training);
+}
+
+at::Tensor Model::logits(const at::Tensor& input_ids, bool training) const {
+  at::Tensor h = at::embedding(embed_, input_ids);
+  for (const Layer& layer : layers_) {
+    h = h + attention(layer, rms_norm(h, layer.input_norm, config_.rms_norm_eps), training);
+    h = h + mlp(layer, rms_norm(h, layer.post_attention_norm, config_.rms_norm_eps), training);
+  }
+  h = rms_norm(h, final_norm_, config_.rms_norm_eps);
+  return at::linear(h, lm_head_);
+}
+
+at::Tensor Model::loss(const at::Tensor& input_ids, const at::Tensor& labels, bool training) const {
+  const at::Tensor logits_fp32 = logits(input_ids, training).to(at::kFloat);
+  return at::cross_entropy_loss(logits_fp32.reshape({-1, config_.vocab_size}), labels.reshape({-1}));
+}
+
+std::vector<LoraLinear*> Model::lora_layers() {
+  std::vector<LoraLinear*> out;
+  for (Layer& layer : layers_) {
+    for (LoraLinear& l : layer.attn) out.push_back(&l);
+    for (LoraLinear& l : layer.mlp) out.push_back(&l);
+  }
+  return out;
+}
+
+std::vector<at::Tensor> Model::trainable_parameters() {
+  std::vector<at::Tensor> params;
+  for (LoraLinear* l : lora_layers()) {
+    params.push_back(l->lora_a());
+    params.push_back(l->lora_b());
+  }
+  return params;
+}
+
+std::vector<std::string> Model::trainable_parameter_names() const {
+  std::vector<std::string> names;
+  for (const LinearSpec& s : linear_specs(config_)) {
+    names.push_back(s.name + ".lora_A.weight");
+    names.push_back(s.name + ".lora_B.weight");
+  }
+  return names;
+}
+
+int64_t Model::base_weight_bytes() const {
+  int64_t n = 0;
+  for (const Layer& layer : layers_) {
+    for (const LoraLinear& l : layer.attn) n += l.base().storage_bytes();
+    for (const LoraLinear& l : layer.mlp) n += l.base().storage_bytes();
+  }
+  return n;
+}
+
+int64_t Model::base_weight_numel() const {
+  int64_t n = 0;
+  for (const Layer& layer : layers_) {
+    for (const LoraLinear& l : layer.attn) n += l.base().numel();
+    for (const LoraLinear& l : layer.mlp) n += l.base().numel();
+  }
+  return n;
+}
+
+int64_t Model::base_weight_rows() const {
+  int64_t n = 0;
+  for (const Layer& layer : layers_) {
+    for (const LoraLinear& l : layer.attn) n += l.base().out_features();
+    for (const LoraLinear& l : layer.mlp) n += l.base().out_features();
+  }
+  return n;
+}
+
+}  // namespace qlc::harness
