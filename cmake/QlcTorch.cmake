@@ -23,20 +23,17 @@ if(NOT Torch_DIR AND NOT QLC_USE_SYSTEM_TORCH AND EXISTS "${QLC_PYTHON}")
 endif()
 
 find_package(Torch REQUIRED)
-# Every LibTorch library must come from the LibTorch that was found (see above).
+# Every LibTorch library must come from the folder libtorch.so was found in (see above).
+get_filename_component(_qlc_want_dir "${TORCH_LIBRARY}" DIRECTORY)
+get_filename_component(_qlc_want_dir "${_qlc_want_dir}" REALPATH)
 foreach(_qlc_lib IN LISTS TORCH_LIBRARIES)
   if(IS_ABSOLUTE "${_qlc_lib}" AND _qlc_lib MATCHES "/lib(c10|torch)[^/]*\\.so$")
     get_filename_component(_qlc_lib_dir "${_qlc_lib}" DIRECTORY)
     get_filename_component(_qlc_lib_dir "${_qlc_lib_dir}" REALPATH)
-    get_filename_component(_qlc_want_dir "${TORCH_INSTALL_PREFIX}/lib" REALPATH)
     if(NOT _qlc_lib_dir STREQUAL _qlc_want_dir)
-      message(FATAL_ERROR "qlora-compat: ${_qlc_lib} does not belong to the LibTorch in "
-              "${TORCH_INSTALL_PREFIX}; clear the cache (rm -r the build folder) or set "
-              "c10_LIBRARY/TORCH_LIBRARY to that LibTorch's lib/ folder")
+      message(FATAL_ERROR "qlora-compat: ${_qlc_lib} does not belong to the LibTorch of "
+              "${TORCH_LIBRARY}; clear the cache (rm -r the build folder) or set "
+              "c10_LIBRARY to that LibTorch's libc10.so")
     endif()
   endif()
 endforeach()
-message(STATUS "qlora-compat: LibTorch ${Torch_VERSION} from ${Torch_DIR}")
-# TorchConfig puts its flags (the C++ ABI among them) in TORCH_CXX_FLAGS; every target that links
-# LibTorch gets them through the imported target, but code that only shares headers needs the ABI.
-separate_arguments(QLC_TORCH_CXX_FLAGS UNIX_COMMAND "${TORCH_CXX_FLAGS}")

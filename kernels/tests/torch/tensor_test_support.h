@@ -2,9 +2,10 @@
 // deterministic data, and the "message contains" check for KernelInputError.
 #pragma once
 
-#include <ATen/core/Tensor.h>
-#include <ATen/ops/empty.h>
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
 #include <gtest/gtest.h>
+#include <torch/version.h>
 
 #include <cstring>
 #include <random>
@@ -92,5 +93,20 @@ void expect_error(Fn&& fn, const std::vector<std::string>& fragments) {
       EXPECT_NE(what.find(f), std::string::npos) << "message: " << what << "\nmissing: " << f;
   }
 }
+
+// Whether this LibTorch multiplies fp16 matrices on the CPU. LibTorch 1.13 (Debian's) does not:
+// '"addmm_impl_cpu_" not implemented for 'Half''; tests then expect that error instead of a result.
+inline bool cpu_has_fp16_matmul() {
+  try {
+    at::mm(at::ones({2, 2}, at::kHalf), at::ones({2, 2}, at::kHalf));
+    return true;
+  } catch (const c10::Error&) {
+    return false;
+  }
+}
+inline constexpr const char* kNoFp16MatmulMessage = "not implemented for 'Half'";
+
+// "2.13.0": the version of the LibTorch this test links (a wheel's torch.__version__ starts so).
+inline std::string linked_torch_version() { return TORCH_VERSION; }
 
 }  // namespace qlc::kernels::testing
