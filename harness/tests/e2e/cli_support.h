@@ -30,8 +30,10 @@ namespace qlc::e2e {
 
 namespace fs = std::filesystem;
 
-inline std::string cli_path() { return QLC_CLI_PATH; }
-inline fs::path source_dir() { return QLC_SOURCE_DIR; }
+// Absolute: the CLI runs in a scratch folder of its own (Bazel passes paths relative to the
+// runfiles root, where the tests start).
+inline std::string cli_path() { return fs::absolute(QLC_CLI_PATH).string(); }
+inline fs::path source_dir() { return fs::absolute(QLC_SOURCE_DIR); }
 
 inline std::string read_text(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);

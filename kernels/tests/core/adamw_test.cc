@@ -234,8 +234,12 @@ TEST(AdamW8bitStates, TrackFp32StatesWithinTheQuantizationBound) {
       const double dm = decode_8bit(map_m, qm[i], a_m), dv = decode_8bit(map_v, qv[i], a_v);
       qerr_m[i] = std::fabs(dm - m8[i]);
       qerr_v[i] = std::fabs(dv - v8[i]);
-      if (a_m > 0.0f) ASSERT_LE(qerr_m[i], a_m * map_resolution(map_m, m8[i] / a_m)) << "m code, element " << i;
-      if (a_v > 0.0f) ASSERT_LE(qerr_v[i], a_v * map_resolution(map_v, v8[i] / a_v)) << "v code, element " << i;
+      if (a_m > 0.0f) {
+        ASSERT_LE(qerr_m[i], a_m * map_resolution(map_m, m8[i] / a_m)) << "m code, element " << i;
+      }
+      if (a_v > 0.0f) {
+        ASSERT_LE(qerr_v[i], a_v * map_resolution(map_v, v8[i] / a_v)) << "v code, element " << i;
+      }
     }
   }
   double worst = 0.0, drift2 = 0.0, moved2 = 0.0;
@@ -409,7 +413,9 @@ TEST(AdamW8bitStates, NonFiniteGradientLeavesTheElementAndZeroesItsStates) {
     EXPECT_LE(decode_8bit(dynamic_map(false), qv[i], a_v), 2.0 / 65535.0 * a_v) << i;
   }
   for (int64_t i = 0; i < n; ++i) {
-    if (std::find(bad.begin(), bad.end(), i) == bad.end()) EXPECT_NE(p[i], before[i]) << "updated: " << i;
+    if (std::find(bad.begin(), bad.end(), i) == bad.end()) {
+      EXPECT_NE(p[i], before[i]) << "updated: " << i;
+    }
   }
   // A later finite gradient updates the element again.
   g = normals(n, 44);
