@@ -248,6 +248,20 @@ std::string resolve_auto_device() {
   return at::hasCUDA() && torch::cuda::is_available() ? "cuda:0" : "cpu";
 }
 
+DeviceFacts device_facts(const std::string& device) {
+  DeviceFacts facts;
+  facts.libtorch_version = TORCH_VERSION;
+  if (device.rfind("cuda", 0) != 0) return facts;
+  facts.device_type = "cuda";
+  const size_t colon = device.find(':');
+  const int index = colon == std::string::npos ? 0 : std::stoi(device.substr(colon + 1));
+  const CudaDriverProbe probe = probe_cuda_driver();
+  for (const auto& d : probe.devices) {
+    if (d.index == index) facts.compute_capability = d.capability_major + 0.1 * d.capability_minor;
+  }
+  return facts;
+}
+
 std::string describe_environment(const Environment& env) {
   const auto& f = env.facts;
   std::string text = f["cpu"].value("model", "unknown CPU") + ", LibTorch " +

@@ -6,6 +6,7 @@
 #include <iosfwd>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "qlc/harness/case.h"
 #include "qlc/harness/matrix.h"
 #include "qlc/harness/record.h"
+#include "qlc/harness/rules.h"
 
 namespace qlc::harness::cli {
 
@@ -44,6 +46,19 @@ struct RunOptions {
   std::string isolation = "process";  // process (fork server), spawn, none
   std::string fault;  // tests only: KIND or KIND@ID-SUBSTRING
   bool keep_work = false;
+  // Rules file for predictions and fix verification: empty means rules.yaml beside the matrix
+  // file when there is one; "none" turns predictions off.
+  std::string rules;
+};
+
+// `check`: one case of a matrix as a test (ctest runs one per case).
+struct CheckOptions {
+  std::string case_id;
+  std::string matrix = "cases/default.yaml";
+  std::string rules;     // as RunOptions::rules, but required to exist (a check needs predictions)
+  std::string out;       // the record goes to OUT/cases/<case id with '/' as '_'>.jsonl
+  double timeout_s = 600.0;
+  int steps = 0;
 };
 
 struct WorkerArgs {
@@ -63,10 +78,24 @@ struct Selected {
 Selected select_cases(const Selection& s);
 
 int run_command(const RunOptions& options);
-int list_command(const Selection& selection);
+int list_command(const Selection& selection, bool with_labels = false);
+// Exit 0 when the observed outcome equals the prediction, 1 when not (both printed), 2 on a
+// harness_error.
+int check_command(const CheckOptions& options);
+// Gathers OUT/cases/*.jsonl (written by `check`) into OUT/records.jsonl and prints the summary.
+int collect_command(const std::string& out);
 int env_command();
 [[noreturn]] void worker_command(const WorkerArgs& args);
 int worker_server_command(long parent_pid);
+
+// The path of this program (/proc/self/exe): what workers are spawned from.
+std::string executable_path();
+// The rules for a run over `matrix` (see RunOptions::rules); nullopt when there are none.
+std::optional<Rules> load_run_rules(const std::string& rules, const std::string& matrix);
+
+// CTest labels of a case: its axis values (nf4, bf16, adamw8bit, ...), "dq" with double
+// quantization, and its device type (cpu / cuda).
+std::vector<std::string> case_labels(const Case& c);
 
 // "3m12s", "45s", "1h02m", "0.4s".
 std::string format_duration(double seconds);
@@ -103,5 +132,7 @@ struct SummaryInput {
   std::string environment_path;
 };
 void print_summary(std::ostream& out, const SummaryInput& in);
+// "predictions: N of M as predicted; fixes: ..." and each miss (nothing without predictions).
+void print_predictions(std::ostream& out, const std::vector<Record>& records);
 
 }  // namespace qlc::harness::cli

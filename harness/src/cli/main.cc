@@ -65,6 +65,10 @@ int main(int argc, char** argv) {
                       "(slower start); none: in this process (debugging: a crash ends the run)")
       ->capture_default_str()
       ->check(CLI::IsMember({"process", "spawn", "none"}));
+  run_cmd->add_option("--rules", run.rules,
+                      "Rules file: each record gets the prediction of the first matching rule, "
+                      "and a failed case whose rule names a fix runs again with the fix applied "
+                      "(default: rules.yaml beside the matrix file, if any; 'none': no rules)");
   run_cmd->add_flag("--keep-work", run.keep_work,
                     "Keep each case's scratch folder (checkpoint, worker log) under OUT/work");
   run_cmd->add_option("--fault", run.fault, "Fault injection for tests: KIND[@ID-SUBSTRING]")
@@ -75,6 +79,35 @@ int main(int argc, char** argv) {
   CLI::App* list_cmd =
       app.add_subcommand("list", "Print the ids of the cases a run would run (a dry run)");
   add_selection(list_cmd, list);
+  bool list_labels = false;
+  list_cmd->add_flag("--labels", list_labels,
+                     "After each id, a tab and its CTest labels, comma-separated (axis values, dq, device type)");
+
+  CheckOptions check;
+  CLI::App* check_cmd = app.add_subcommand(
+      "check", "Run one case and compare what happens with the rules' prediction (a ctest test)");
+  check_cmd->add_option("case", check.case_id, "Case id (see `list`)")->required();
+  check_cmd->add_option("--matrix", check.matrix, "Matrix file the case belongs to")
+      ->capture_default_str();
+  check_cmd->add_option("--rules", check.rules,
+                        "Rules file (default: rules.yaml beside the matrix file)");
+  check_cmd->add_option("--out,-o", check.out, "Results folder; the record goes to OUT/cases/")
+      ->required();
+  check_cmd->add_option("--timeout", check.timeout_s, "Time limit in seconds")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  check_cmd->add_option("--steps", check.steps, "Timed training steps (default: the matrix's)")
+      ->check(CLI::Range(1, 1000000));
+  check_cmd->footer(
+      "Exit status: 0 when the observed outcome equals the prediction, 1 when it does not (both "
+      "are printed with the rule, its cause and fix, and the raw message), 2 on a harness_error. "
+      "A failed case whose rule names a fix runs again with the fix applied; the record says "
+      "whether the fix worked.");
+
+  std::string collect_out;
+  CLI::App* collect_cmd = app.add_subcommand(
+      "collect", "Gather the records `check` left in OUT/cases into OUT/records.jsonl, summarize");
+  collect_cmd->add_option("--out,-o", collect_out, "Results folder of the checks")->required();
 
   CLI::App* env_cmd = app.add_subcommand(
       "env", "Print this machine's environment facts (JSON), as recorded with every run");
@@ -96,11 +129,11 @@ int main(int argc, char** argv) {
   // CLI11 would report a mistyped command as "A subcommand is required": name it instead.
   if (argc > 1 && argv[1][0] != '-') {
     const std::string command = argv[1];
-    if (command != "run" && command != "list" && command != "env" && command != "worker" &&
-        command != "worker-server") {
+    if (command != "run" && command != "list" && command != "env" && command != "check" &&
+        command != "collect" && command != "worker" && command != "worker-server") {
       std::fprintf(stderr,
-                   "qlora-compat: error: unknown command '%s' (expected run, list or env; see "
-                   "--help)\n",
+                   "qlora-compat: error: unknown command '%s' (expected run, list, env, check or "
+                   "collect; see --help)\n",
                    command.c_str());
       return kExitUsage;
     }
@@ -126,7 +159,9 @@ int main(int argc, char** argv) {
 
   try {
     if (*run_cmd) return run_command(run);
-    if (*list_cmd) return list_command(list);
+    if (*list_cmd) return list_command(list, list_labels);
+    if (*check_cmd) return check_command(check);
+    if (*collect_cmd) return collect_command(collect_out);
     if (*env_cmd) return env_command();
     if (*worker_cmd) worker_command(worker);
     if (*server_cmd) return worker_server_command(server_parent);

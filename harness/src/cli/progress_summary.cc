@@ -86,6 +86,31 @@ void Progress::end() {
   std::fprintf(stderr, "\n");
 }
 
+void print_predictions(std::ostream& out, const std::vector<Record>& records) {
+  std::vector<const Record*> predicted, missed, fixed, not_fixed;
+  for (const auto& r : records) {
+    if (!r.prediction) continue;
+    predicted.push_back(&r);
+    if (!r.as_predicted()) missed.push_back(&r);
+    if (r.fix_check) (r.fix_check->verified() ? fixed : not_fixed).push_back(&r);
+  }
+  if (predicted.empty()) return;
+  out << "\npredictions: " << predicted.size() - missed.size() << " of " << predicted.size()
+      << " as predicted";
+  if (!fixed.empty() || !not_fixed.empty()) {
+    out << "; fixes: " << fixed.size() << " verified, " << not_fixed.size() << " failed";
+  }
+  out << "\n";
+  for (const Record* r : missed) {
+    out << "  " << r->case_id << ": predicted " << to_string(r->prediction->outcome)
+        << " (rule " << r->prediction->rule << "), observed " << to_string(r->outcome) << "\n";
+  }
+  for (const Record* r : not_fixed) {
+    out << "  fix failed: " << r->case_id << " -> " << r->fix_check->case_id << ": "
+        << to_string(r->fix_check->outcome) << " (rule " << r->fix_check->rule << ")\n";
+  }
+}
+
 void print_summary(std::ostream& out, const SummaryInput& in) {
   out << "qlora-compat run: " << in.records.size() << " of " << in.selected << " cases recorded ("
       << in.run_now << " run now";
@@ -139,6 +164,7 @@ void print_summary(std::ostream& out, const SummaryInput& in) {
     print_groups(o, by_outcome[o]);
   }
   if (by_outcome.count(Outcome::kSkipped)) print_groups(Outcome::kSkipped, by_outcome[Outcome::kSkipped]);
+  print_predictions(out, in.records);
   if (by_outcome.count(Outcome::kHarnessError)) {
     out << "\nharness_error is a bug of qlora-compat, not a property of this machine: please "
            "report it with the record.\n";

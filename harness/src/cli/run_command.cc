@@ -14,17 +14,19 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
 
 #include "commands.h"
+#include "qlc/harness/prediction.h"
+#include "qlc/harness/rules.h"
 #include "qlc/harness/environment.h"
 #include "qlc/harness/worker.h"
 
 namespace qlc::harness::cli {
 namespace fs = std::filesystem;
-namespace {
 
 std::string executable_path() {
   std::error_code ec;
@@ -32,6 +34,8 @@ std::string executable_path() {
   if (ec) throw CliError("cannot find this program's path (/proc/self/exe): " + ec.message());
   return p.string();
 }
+
+namespace {
 
 // Creates the output folder and proves it writable, holding a lock against a second run on
 // the same folder (released by the kernel however this process ends). Returns the lock's fd.
@@ -116,6 +120,27 @@ FaultPlan parse_fault(const std::string& text) {
   return plan;
 }
 
+}  // namespace
+
+std::optional<Rules> load_run_rules(const std::string& rules, const std::string& matrix) {
+  if (rules == "none") return std::nullopt;
+  std::string path = rules;
+  if (path.empty()) {
+    const fs::path beside = fs::path(matrix).parent_path() / "rules.yaml";
+    if (!fs::exists(beside)) return std::nullopt;
+    path = beside.string();
+  } else if (!fs::exists(path)) {
+    throw CliError("rules file '" + path + "' not found (--rules none runs without predictions)");
+  }
+  try {
+    return load_rules(path);
+  } catch (const RulesError& e) {
+    throw CliError(e.what());
+  }
+}
+
+namespace {
+
 int usable_cores() {
   unsigned n = std::thread::hardware_concurrency();
   return n == 0 ? 1 : static_cast<int>(n);
@@ -130,6 +155,7 @@ int run_command(const RunOptions& o) {
   }
   const FaultPlan fault_plan = parse_fault(o.fault);
   Selected sel = select_cases(o.selection);
+  const std::optional<Rules> rules = load_run_rules(o.rules, o.selection.matrix);
   RunSettings settings = sel.matrix.settings;
   if (o.steps > 0) settings.steps = o.steps;
 
@@ -196,14 +222,30 @@ int run_command(const RunOptions& o) {
     }
   }
 
+  std::map<std::string, DeviceFacts> facts;  // per device, read before the workers start
+  if (rules) {
+    for (const auto& c : to_run) {
+      if (!facts.count(c.device)) facts[c.device] = device_facts(c.device);
+    }
+  }
+
   Progress progress(to_run.size(), true);
   const auto start = std::chrono::steady_clock::now();
+  auto run_with = [&](const Case& c, const WorkerOptions& opts) {
+    return o.isolation != "none" ? run_case_in_worker(c, settings, opts)
+                                 : run_case_in_process(c, settings, opts);
+  };
   auto run_one = [&](const Case& c) {
     progress.started(c);
     WorkerOptions opts = base;
     opts.fault = fault_plan.for_case(c);
-    return o.isolation != "none" ? run_case_in_worker(c, settings, opts)
-                                 : run_case_in_process(c, settings, opts);
+    Record r = run_with(c, opts);
+    if (rules) {
+      // The fixed case runs without the fault: the fix is what is tested.
+      predict_and_verify_fix(*rules, facts.at(c.device), c, r,
+                             [&](const Case& fixed) { return run_with(fixed, base); });
+    }
+    return r;
   };
   auto finished = [&](const Case& c, Record& r) {
     r.environment_id = env_id;

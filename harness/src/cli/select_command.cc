@@ -72,9 +72,30 @@ Selected select_cases(const Selection& s) {
   return out;
 }
 
-int list_command(const Selection& selection) {
+std::vector<std::string> case_labels(const Case& c) {
+  std::set<std::string> labels = {c.device.rfind("cuda", 0) == 0 ? "cuda" : "cpu"};
+  for (const auto& [axis, value] : c.axes()) {
+    if (axis == "device") continue;
+    if (axis == "double_quant") {
+      if (value == "true") labels.insert("dq");
+      continue;
+    }
+    labels.insert(value);
+  }
+  return {labels.begin(), labels.end()};
+}
+
+int list_command(const Selection& selection, bool with_labels) {
   Selected sel = select_cases(selection);
-  for (const auto& c : sel.cases) std::cout << c.id() << "\n";
+  for (const auto& c : sel.cases) {
+    std::cout << c.id();
+    if (with_labels) {
+      std::string joined;
+      for (const auto& l : case_labels(c)) joined += (joined.empty() ? "" : ",") + l;
+      std::cout << "\t" << joined;
+    }
+    std::cout << "\n";
+  }
   return kExitOk;
 }
 

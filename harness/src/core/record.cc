@@ -199,7 +199,7 @@ std::string without_exception_tag(const std::string& what) {
 nlohmann::json Record::to_json() const {
   json losses_json = json::array();
   for (double l : losses) losses_json.push_back(number(l));
-  return {
+  json j = {
       {"schema", kSchemaVersion},
       {"case", case_id},
       {"outcome", to_string(outcome)},
@@ -226,6 +226,16 @@ nlohmann::json Record::to_json() const {
       {"model", model},
       {"lora_rank", lora_rank},
   };
+  if (prediction) {
+    j["prediction"] = {{"outcome", to_string(prediction->outcome)}, {"rule", prediction->rule},
+                       {"why", prediction->why}, {"fix", prediction->fix}};
+  }
+  if (fix_check) {
+    j["fix_check"] = {{"rule", fix_check->rule}, {"case", fix_check->case_id},
+                      {"outcome", to_string(fix_check->outcome)},
+                      {"verified", fix_check->verified()}, {"message", fix_check->message}};
+  }
+  return j;
 }
 
 Record Record::from_json(const nlohmann::json& j) {
@@ -293,6 +303,32 @@ Record Record::from_json(const nlohmann::json& j) {
   read_string(&j, "environment", "environment", r.environment_id);
   read_string(&j, "model", "model", r.model);
   read_integer(&j, "lora_rank", "lora_rank", r.lora_rank);
+
+  auto read_outcome = [](const json* parent, const char* key, const std::string& field) {
+    std::string text;
+    read_string(parent, key, field, text);
+    try {
+      return outcome_from_string(text);
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument("record field '" + field + "': " + e.what());
+    }
+  };
+  if (const json* p = object_member(j, "prediction", "prediction")) {
+    Prediction pred;
+    pred.outcome = read_outcome(p, "outcome", "prediction.outcome");
+    read_string(p, "rule", "prediction.rule", pred.rule);
+    read_string(p, "why", "prediction.why", pred.why);
+    read_string(p, "fix", "prediction.fix", pred.fix);
+    r.prediction = pred;
+  }
+  if (const json* f = object_member(j, "fix_check", "fix_check")) {
+    FixCheck check;
+    read_string(f, "rule", "fix_check.rule", check.rule);
+    read_string(f, "case", "fix_check.case", check.case_id);
+    check.outcome = read_outcome(f, "outcome", "fix_check.outcome");
+    read_string(f, "message", "fix_check.message", check.message);
+    r.fix_check = check;
+  }
   return r;
 }
 

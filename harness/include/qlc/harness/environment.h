@@ -5,6 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "qlc/harness/rules.h"
+
 namespace qlc::harness {
 
 struct Environment {
@@ -17,6 +19,10 @@ Environment capture_environment();
 
 // "cuda:0" when LibTorch sees a usable GPU, else "cpu" (what device `auto` means).
 std::string resolve_auto_device();
+
+// What rules may test about `device` ("cpu" or "cuda:N") with the LibTorch we link: its type,
+// the LibTorch version and, for a GPU the driver sees, its compute capability.
+DeviceFacts device_facts(const std::string& device);
 
 // One line for people: "<CPU model>, LibTorch <version>, <GPU name (sm X.Y)> | no usable GPU".
 std::string describe_environment(const Environment& env);

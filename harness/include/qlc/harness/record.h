@@ -20,6 +20,23 @@ struct Percentiles {
   double p90_ms = 0.0;
 };
 
+// What cases/rules.yaml predicted for the case (absent when the run had no rules).
+struct Prediction {
+  Outcome outcome = Outcome::kOk;
+  std::string rule;  // the id of the rule that made it
+  std::string why;   // the rule's cause, and its fix as a sentence (empty: no fix)
+  std::string fix;
+};
+
+// The rule's fix, applied and run on this machine: was the failure fixed?
+struct FixCheck {
+  std::string rule;
+  std::string case_id;          // the case with the fix applied
+  Outcome outcome = Outcome::kOk;
+  std::string message;          // its message, when it failed too
+  bool verified() const { return outcome == Outcome::kOk; }  // "fix verified" / "fix failed"
+};
+
 struct Record {
   std::string case_id;
   Outcome outcome = Outcome::kHarnessError;
@@ -44,6 +61,11 @@ struct Record {
   std::string environment_id;   // key into the run's environment record
   std::string model;            // RunSettings::model
   int lora_rank = 0;
+  std::optional<Prediction> prediction;
+  std::optional<FixCheck> fix_check;
+
+  // Observation equals prediction (false without a prediction).
+  bool as_predicted() const { return prediction && prediction->outcome == outcome; }
 
   nlohmann::json to_json() const;
   static Record from_json(const nlohmann::json& j);  // throws std::invalid_argument on bad input
@@ -57,7 +79,9 @@ struct Record {
 //                "optimizer": {..}, "step": {..}, "tokens_per_s", "wall_ms", "overhead_ms"},
 //    "memory": {"peak_bytes", "base_weight_bits_per_param", "theory_bits_per_param"},
 //    "worker": {"exit_code", "signal", "output"},
-//    "environment": ENV_ID, "model": "tiny", "lora_rank": 8}
+//    "environment": ENV_ID, "model": "tiny", "lora_rank": 8,
+//    "prediction": {"outcome", "rule", "why", "fix"},                  (when rules were given)
+//    "fix_check": {"rule", "case", "outcome", "verified", "message"}}  (when a fix was run)
 // "case" and "outcome" are required. JSON has no NaN/Inf: a non-finite number (a nan_loss case's
 // losses) is written as the string "nan", "inf" or "-inf"; null reads as NaN.
 

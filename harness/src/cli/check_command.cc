@@ -1,0 +1,139 @@
+// `qlora-compat check` and `qlora-compat collect`: the case tests. CTest runs one `check` per case
+// of the default matrix (cmake/QlcCaseTests.cmake); each runs its case in a worker, compares what
+// happened with what cases/rules.yaml predicts, runs the rule's fix for a failure, and leaves its
+// record in OUT/cases/. `collect` (a CTest fixture after them) gathers those records into
+// OUT/records.jsonl and prints the run's summary, so `ctest` alone leaves the results behind.
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <set>
+
+#include "commands.h"
+#include "qlc/harness/environment.h"
+#include "qlc/harness/prediction.h"
+#include "qlc/harness/worker.h"
+
+namespace qlc::harness::cli {
+namespace fs = std::filesystem;
+namespace {
+
+std::string file_name_of(const std::string& case_id) {
+  std::string name = case_id;
+  for (char& ch : name) {
+    if (ch == '/' || ch == ':') ch = '_';
+  }
+  return name + ".jsonl";
+}
+
+void print_rule(std::ostream& out, const Rules& rules, const Rule& rule) {
+  out << "  rule:     " << rule.id << " (" << rules.source << ":" << rule.line << ")\n";
+  out << "  why:      " << rule.why << "\n";
+  out << "  detect:   " << rule.detect << "\n";
+  if (rule.fix) out << "  fix:      " << rule.fix->text << "\n";
+}
+
+}  // namespace
+
+int check_command(const CheckOptions& o) {
+  Selection selection;
+  selection.matrix = o.matrix;
+  selection.filter = o.case_id;
+  Selected sel = select_cases(selection);
+  const Case* chosen = nullptr;
+  for (const auto& c : sel.cases) {
+    if (c.id() == o.case_id) chosen = &c;
+  }
+  if (chosen == nullptr) {
+    throw CliError("case '" + o.case_id + "' is not a case of " + o.matrix +
+                   " (qlora-compat list --matrix " + o.matrix + " lists them)");
+  }
+  const Case c = *chosen;
+  const std::optional<Rules> rules = load_run_rules(o.rules, o.matrix);
+  if (!rules) throw CliError("check needs rules: no rules.yaml beside " + o.matrix + " (--rules FILE)");
+  RunSettings settings = sel.matrix.settings;
+  if (o.steps > 0) settings.steps = o.steps;
+
+  const fs::path cases_dir = fs::path(o.out) / "cases";
+  std::error_code ec;
+  fs::create_directories(cases_dir, ec);
+  if (ec) throw CliError("cannot create '" + cases_dir.string() + "': " + ec.message());
+  const fs::path record_path = cases_dir / file_name_of(c.id());
+  fs::remove(record_path, ec);  // this check's own record of an earlier ctest run
+
+  WorkerOptions opts;
+  opts.executable = executable_path();
+  opts.timeout_s = o.timeout_s;
+  opts.work_dir = (fs::path(o.out) / "work").string();
+  auto run = [&](const Case& k) { return run_case_in_worker(k, settings, opts); };
+  const DeviceFacts facts = device_facts(c.device);
+  Record r = run(c);
+  predict_and_verify_fix(*rules, facts, c, r, run);
+  r.environment_id = capture_environment().id();
+  append_record(record_path.string(), r);
+
+  const Rule& rule = rules->match(c, facts);
+  const bool ok = r.as_predicted() && r.outcome != Outcome::kHarnessError;
+  std::ostream& out = std::cout;
+  out << (ok ? "as predicted: " : "NOT AS PREDICTED: ") << c.id() << "\n";
+  out << "  predicted " << to_string(r.prediction->outcome) << ", observed " << to_string(r.outcome);
+  if (r.phase != Phase::kNone) out << " in phase " << to_string(r.phase);
+  out << "\n";
+  if (!r.message.empty()) out << "  message:  " << r.message << "\n";
+  if (!r.skip_reason.empty()) out << "  skipped:  " << r.skip_reason << "\n";
+  print_rule(out, *rules, rule);
+  if (r.fix_check) {
+    out << "  fix " << (r.fix_check->verified() ? "verified" : "failed") << ": "
+        << r.fix_check->case_id << " -> " << to_string(r.fix_check->outcome) << "\n";
+  }
+  out << "  record:   " << record_path.string() << "\n";
+  if (r.outcome == Outcome::kHarnessError) return kExitHarnessError;
+  return ok ? kExitOk : 1;
+}
+
+int collect_command(const std::string& out_dir) {
+  const fs::path out = out_dir;
+  const fs::path cases_dir = out / "cases";
+  SummaryInput summary;
+  std::set<std::string> devices;
+  std::vector<fs::path> files;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(cases_dir, ec)) {
+    if (entry.path().extension() == ".jsonl") files.push_back(entry.path());
+  }
+  if (ec) throw CliError("cannot read '" + cases_dir.string() + "': " + ec.message());
+  std::sort(files.begin(), files.end());
+  for (const auto& f : files) {
+    for (auto& r : read_records(f.string())) summary.records.push_back(std::move(r));
+  }
+  const fs::path records_path = out / "records.jsonl";
+  const fs::path tmp = out / "records.jsonl.tmp";
+  fs::remove(tmp, ec);
+  for (const auto& r : summary.records) {
+    append_record(tmp.string(), r);
+    devices.insert(Case::from_id(r.case_id).device);
+  }
+  fs::rename(tmp, records_path, ec);
+  if (ec) throw CliError("cannot write '" + records_path.string() + "': " + ec.message());
+
+  const Environment env = capture_environment();
+  {
+    const fs::path env_tmp = out / "environment.json.tmp";
+    std::ofstream o(env_tmp, std::ios::trunc);
+    o << nlohmann::json({{"id", env.id()}, {"facts", env.facts}}).dump(2) << "\n";
+    o.close();
+    fs::rename(env_tmp, out / "environment.json", ec);
+  }
+  for (const auto& r : summary.records) summary.seconds += r.wall_ms / 1000.0;
+  summary.selected = summary.records.size();
+  summary.run_now = summary.records.size();
+  for (const auto& d : devices) summary.device_text += (summary.device_text.empty() ? "" : ", ") + d;
+  if (summary.device_text.empty()) summary.device_text = "no device";
+  summary.environment_line = env.id() + ": " + describe_environment(env);
+  summary.records_path = records_path.string();
+  summary.environment_path = (out / "environment.json").string();
+  print_summary(std::cout, summary);
+  return kExitOk;
+}
+
+}  // namespace qlc::harness::cli
