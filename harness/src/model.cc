@@ -5,6 +5,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <cmath>
+#include <filesystem>
 #include <limits>
 #include <stdexcept>
 
@@ -124,6 +125,37 @@ std::vector<LinearSpec> linear_specs(const ModelConfig& c) {
     specs.push_back({p + "mlp.down_proj", h, i});
   }
   return specs;
+}
+
+at::ScalarType scalar_type(Dtype d) {
+  switch (d) {
+    case Dtype::kFp32: return at::kFloat;
+    case Dtype::kFp16: return at::kHalf;
+    case Dtype::kBf16: return at::kBFloat16;
+  }
+  throw std::invalid_argument("unknown dtype");
+}
+
+BuildOptions build_options_for(const Case& c, const RunSettings& settings, const at::Device& device) {
+  BuildOptions options;
+  options.weights = c.weights;
+  options.double_quant = c.double_quant;
+  options.param_dtype = scalar_type(c.param_dtype);
+  options.compute_dtype = scalar_type(c.compute_dtype);
+  options.int8_path = int8_path_for_device(device);
+  options.device = device;
+  options.lora.rank = settings.lora_rank;
+  options.lora.alpha = settings.lora_alpha;
+  options.lora.dropout = settings.lora_dropout;
+  options.seed = settings.seed;
+  return options;
+}
+
+std::string checkpoint_path_for(const std::string& work_dir, const ModelConfig& config, Dtype dtype,
+                                uint64_t seed) {
+  return (std::filesystem::path(work_dir.empty() ? "." : work_dir) /
+          (config.name + "-" + to_string(dtype) + "-seed" + std::to_string(seed) + ".safetensors"))
+      .string();
 }
 
 Model::Model(const ModelConfig& config, const Checkpoint& ckpt, const BuildOptions& options)

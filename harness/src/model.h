@@ -65,6 +65,15 @@ struct BuildOptions {
   uint64_t seed = 0;  // LoRA init and dropout
 };
 
+// A case's settings as BuildOptions (dtypes, quantization, LoRA, the int8 path of its device).
+BuildOptions build_options_for(const Case& c, const RunSettings& settings, const at::Device& device);
+
+// Where a case's deterministic checkpoint goes in `work_dir`: one file per preset, dtype and seed.
+std::string checkpoint_path_for(const std::string& work_dir, const ModelConfig& config, Dtype dtype,
+                                uint64_t seed);
+
+at::ScalarType scalar_type(Dtype d);
+
 class Model {
  public:
   // Loads as transformers does: every tensor cast to param_dtype on the device, then the linear

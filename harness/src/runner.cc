@@ -43,15 +43,6 @@ double ms_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
 }
 
-at::ScalarType scalar_type(Dtype d) {
-  switch (d) {
-    case Dtype::kFp32: return at::kFloat;
-    case Dtype::kFp16: return at::kHalf;
-    case Dtype::kBf16: return at::kBFloat16;
-  }
-  throw std::invalid_argument("unknown dtype");
-}
-
 // Median (mean of the middle two for an even count) and p90 (nearest rank: the ceil(0.9 n)-th
 // smallest) of the timed steps.
 Percentiles percentiles(std::vector<double> v) {
@@ -146,10 +137,7 @@ void run_phases(const Case& c, const RunSettings& settings, const RunContext& ct
   const at::ScalarType param_dtype = scalar_type(c.param_dtype);
   std::filesystem::create_directories(ctx.work_dir.empty() ? "." : ctx.work_dir);
   const std::string checkpoint_path =
-      (std::filesystem::path(ctx.work_dir.empty() ? "." : ctx.work_dir) /
-       (config.name + "-" + to_string(c.param_dtype) + "-seed" + std::to_string(settings.seed) +
-        ".safetensors"))
-          .string();
+      checkpoint_path_for(ctx.work_dir, config, c.param_dtype, settings.seed);
   // The checkpoint is stored in the parameter dtype, as a model is usually loaded in the dtype it
   // was saved in (torch_dtype); writing it is preparation, not part of load_ms.
   write_checkpoint(checkpoint_path, config, param_dtype, settings.seed);
@@ -158,17 +146,7 @@ void run_phases(const Case& c, const RunSettings& settings, const RunContext& ct
   phase = Phase::kLoad;
   reset_peak_memory(device);
   const Clock::time_point load_start = Clock::now();
-  BuildOptions options;
-  options.weights = c.weights;
-  options.double_quant = c.double_quant;
-  options.param_dtype = param_dtype;
-  options.compute_dtype = scalar_type(c.compute_dtype);
-  options.int8_path = int8_path_for_device(device);
-  options.device = device;
-  options.lora.rank = settings.lora_rank;
-  options.lora.alpha = settings.lora_alpha;
-  options.lora.dropout = settings.lora_dropout;
-  options.seed = settings.seed;
+  const BuildOptions options = build_options_for(c, settings, device);
   std::unique_ptr<Model> model;
   {
     const Checkpoint checkpoint = read_checkpoint(checkpoint_path, config);

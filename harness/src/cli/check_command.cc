@@ -10,6 +10,9 @@
 #include <set>
 
 #include "commands.h"
+#include <unistd.h>
+
+#include "qlc/harness/audit.h"
 #include "qlc/harness/environment.h"
 #include "qlc/harness/prediction.h"
 #include "qlc/harness/worker.h"
@@ -89,6 +92,66 @@ int check_command(const CheckOptions& o) {
   out << "  record:   " << record_path.string() << "\n";
   if (r.outcome == Outcome::kHarnessError) return kExitHarnessError;
   return ok ? kExitOk : 1;
+}
+
+int explain_command(const ExplainOptions& o) {
+  Selection selection;
+  selection.matrix = o.matrix;
+  const Selected sel = select_cases(selection);
+  Case c;
+  try {
+    c = Case::from_id(o.case_id);
+  } catch (const std::invalid_argument& e) {
+    throw CliError(std::string("case id: ") + e.what());
+  }
+  if (c.device == "auto") c.device = resolve_auto_device();
+  const std::optional<Rules> rules = load_run_rules(o.rules, o.matrix);
+  if (!rules) throw CliError("explain needs rules: no rules.yaml beside " + o.matrix + " (--rules FILE)");
+  const DeviceFacts facts = device_facts(c.device);
+  const Rule& rule = rules->match(c, facts);
+
+  std::ostream& out = std::cout;
+  out << c.id() << "\n";
+  out << "  device:   " << facts.device_type << ", LibTorch " << facts.libtorch_version;
+  if (facts.compute_capability > 0) out << ", compute capability " << facts.compute_capability;
+  out << "\n  predicted " << to_string(rule.predict) << "\n";
+  print_rule(out, *rules, rule);
+  if (rule.fix) out << "  fixed case: " << apply_fix(c, *rule.fix).id() << "\n";
+
+  const fs::path work = fs::temp_directory_path() / ("qlc-explain-" + std::to_string(getpid()));
+  const std::vector<AuditFinding> findings = audit_case(c, sel.matrix.settings, work.string());
+  std::error_code ec;
+  fs::remove_all(work, ec);
+  size_t problems = 0;
+  for (const auto& f : findings) problems += !f.problem.empty();
+  out << "\naudit: " << findings.size() << " places where dtypes meet, " << problems
+      << (problems == 1 ? " problem" : " problems") << "\n";
+  for (const auto& f : findings) {
+    out << "  " << (f.problem.empty() ? "ok   " : "FAIL ") << f.tensor << " [" << f.dtype
+        << "] meets " << f.meets << "\n";
+    if (!f.problem.empty()) out << "       -> " << f.problem << "\n";
+  }
+
+  if (!o.records.empty()) {
+    std::optional<Record> last;
+    for (auto& r : read_records(o.records)) {
+      if (r.case_id == c.id()) last = std::move(r);
+    }
+    out << "\nrecorded in " << o.records << ": ";
+    if (!last) {
+      out << "no record of this case\n";
+    } else {
+      out << "observed " << to_string(last->outcome)
+          << (last->as_predicted() ? " (as predicted)" : last->prediction ? " (NOT as predicted)" : "")
+          << "\n";
+      if (!last->message.empty()) out << "  message:  " << last->message << "\n";
+      if (last->fix_check) {
+        out << "  fix " << (last->fix_check->verified() ? "verified" : "failed") << " on this machine: "
+            << last->fix_check->case_id << " -> " << to_string(last->fix_check->outcome) << "\n";
+      }
+    }
+  }
+  return kExitOk;
 }
 
 int collect_command(const std::string& out_dir) {

@@ -61,6 +61,14 @@ struct CheckOptions {
   int steps = 0;
 };
 
+// `explain`: prediction, rule, audit and (from a records file) what happened and the fix check.
+struct ExplainOptions {
+  std::string case_id;
+  std::string matrix = "cases/default.yaml";  // its settings (model preset) and rules beside it
+  std::string rules;
+  std::string records;  // optional records.jsonl to show the observation from
+};
+
 struct WorkerArgs {
   std::string case_id;
   std::string settings_json;
@@ -84,6 +92,7 @@ int list_command(const Selection& selection, bool with_labels = false);
 int check_command(const CheckOptions& options);
 // Gathers OUT/cases/*.jsonl (written by `check`) into OUT/records.jsonl and prints the summary.
 int collect_command(const std::string& out);
+int explain_command(const ExplainOptions& options);
 int env_command();
 [[noreturn]] void worker_command(const WorkerArgs& args);
 int worker_server_command(long parent_pid);

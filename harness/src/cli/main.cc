@@ -104,6 +104,18 @@ int main(int argc, char** argv) {
       "A failed case whose rule names a fix runs again with the fix applied; the record says "
       "whether the fix worked.");
 
+  ExplainOptions explain;
+  CLI::App* explain_cmd = app.add_subcommand(
+      "explain", "Why a case works or fails here: prediction, cause, detection, fix, dtype audit");
+  explain_cmd->add_option("case", explain.case_id, "Case id (see `list`); device auto allowed")
+      ->required();
+  explain_cmd->add_option("--matrix", explain.matrix, "Matrix whose settings (model) apply")
+      ->capture_default_str();
+  explain_cmd->add_option("--rules", explain.rules,
+                          "Rules file (default: rules.yaml beside the matrix file)");
+  explain_cmd->add_option("--records", explain.records,
+                          "A run's records.jsonl: also show what happened and the fix check");
+
   std::string collect_out;
   CLI::App* collect_cmd = app.add_subcommand(
       "collect", "Gather the records `check` left in OUT/cases into OUT/records.jsonl, summarize");
@@ -130,10 +142,10 @@ int main(int argc, char** argv) {
   if (argc > 1 && argv[1][0] != '-') {
     const std::string command = argv[1];
     if (command != "run" && command != "list" && command != "env" && command != "check" &&
-        command != "collect" && command != "worker" && command != "worker-server") {
+        command != "collect" && command != "explain" && command != "worker" && command != "worker-server") {
       std::fprintf(stderr,
-                   "qlora-compat: error: unknown command '%s' (expected run, list, env, check or "
-                   "collect; see --help)\n",
+                   "qlora-compat: error: unknown command '%s' (expected run, list, env, check, "
+                   "collect or explain; see --help)\n",
                    command.c_str());
       return kExitUsage;
     }
@@ -162,6 +174,7 @@ int main(int argc, char** argv) {
     if (*list_cmd) return list_command(list, list_labels);
     if (*check_cmd) return check_command(check);
     if (*collect_cmd) return collect_command(collect_out);
+    if (*explain_cmd) return explain_command(explain);
     if (*env_cmd) return env_command();
     if (*worker_cmd) worker_command(worker);
     if (*server_cmd) return worker_server_command(server_parent);

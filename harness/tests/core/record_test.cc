@@ -128,6 +128,30 @@ TEST(RecordJson, RoundTripsEveryField) {
   expect_same(Record::from_json(nlohmann::json::parse(r.to_json().dump())), r);
 }
 
+TEST(RecordJson, PredictionAndFixCheckRoundTrip) {
+  Record r = full_record("cpu/none/param=fp16/compute=fp32/optim=adamw-param");
+  r.outcome = Outcome::kNanLoss;
+  r.prediction = Prediction{Outcome::kNanLoss, "fp16-adam-states-eps-underflow", "eps is 0", "fp32 states"};
+  r.fix_check = FixCheck{"fp16-adam-states-eps-underflow", "cpu/none/param=fp16/compute=fp32/optim=adamw-fp32",
+                         Outcome::kOk, ""};
+  const Record back = Record::from_json(nlohmann::json::parse(r.to_json().dump()));
+  ASSERT_TRUE(back.prediction && back.fix_check);
+  EXPECT_EQ(back.prediction->outcome, Outcome::kNanLoss);
+  EXPECT_EQ(back.prediction->rule, r.prediction->rule);
+  EXPECT_EQ(back.prediction->why, "eps is 0");
+  EXPECT_EQ(back.prediction->fix, "fp32 states");
+  EXPECT_TRUE(back.as_predicted());
+  EXPECT_EQ(back.fix_check->case_id, r.fix_check->case_id);
+  EXPECT_TRUE(back.fix_check->verified());
+  EXPECT_TRUE(r.to_json().at("fix_check").at("verified").get<bool>());
+  // Absent without rules; a prediction must name a valid outcome.
+  EXPECT_FALSE(Record::from_json(full_record("c").to_json()).prediction.has_value());
+  EXPECT_FALSE(full_record("c").as_predicted());
+  nlohmann::json bad = r.to_json();
+  bad["prediction"]["outcome"] = "fine";
+  EXPECT_NE(invalid_argument_message(bad).find("prediction.outcome"), std::string::npos);
+}
+
 TEST(RecordJson, EveryOutcomeAndPhaseRoundTrips) {
   for (Outcome o : kAllOutcomes) {
     for (Phase p : kAllPhases) {
