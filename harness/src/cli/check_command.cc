@@ -4,6 +4,7 @@
 // record in OUT/cases/. `collect` (a CTest fixture after them) gathers those records into
 // OUT/records.jsonl and prints the run's summary, so `ctest` alone leaves the results behind.
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -29,6 +30,23 @@ std::string file_name_of(const std::string& case_id) {
   return name + ".jsonl";
 }
 
+// The GPU CTest allocated to this test (resource allocation, RESOURCE_GROUPS "gpus:1"):
+// CTEST_RESOURCE_GROUP_0_GPUS is "id:N,slots:1". Empty when ctest ran without a resource spec.
+std::string allocated_gpu() {
+  const char* count = std::getenv("CTEST_RESOURCE_GROUP_COUNT");
+  const char* gpus = std::getenv("CTEST_RESOURCE_GROUP_0_GPUS");
+  if (count == nullptr || gpus == nullptr) return "";
+  const std::string spec = gpus;
+  if (spec.rfind("id:", 0) != 0) {
+    throw CliError("CTEST_RESOURCE_GROUP_0_GPUS='" + spec + "': expected id:N,slots:1");
+  }
+  const std::string id = spec.substr(3, spec.find(',') - 3);
+  if (id.empty() || id.find_first_not_of("0123456789") != std::string::npos) {
+    throw CliError("CTEST_RESOURCE_GROUP_0_GPUS='" + spec + "': the GPU id must be a number");
+  }
+  return "cuda:" + id;
+}
+
 void print_rule(std::ostream& out, const Rules& rules, const Rule& rule) {
   out << "  rule:     " << rule.id << " (" << rules.source << ":" << rule.line << ")\n";
   out << "  why:      " << rule.why << "\n";
@@ -51,7 +69,9 @@ int check_command(const CheckOptions& o) {
     throw CliError("case '" + o.case_id + "' is not a case of " + o.matrix +
                    " (qlora-compat list --matrix " + o.matrix + " lists them)");
   }
-  const Case c = *chosen;
+  Case c = *chosen;
+  const std::string gpu = allocated_gpu();
+  if (!gpu.empty() && c.device.rfind("cuda", 0) == 0) c.device = gpu;
   const std::optional<Rules> rules = load_run_rules(o.rules, o.matrix);
   if (!rules) throw CliError("check needs rules: no rules.yaml beside " + o.matrix + " (--rules FILE)");
   RunSettings settings = sel.matrix.settings;
