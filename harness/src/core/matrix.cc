@@ -16,8 +16,12 @@
 #include <sstream>
 #include <unordered_set>
 
+#include "yaml_support.h"
+
 namespace qlc::harness {
 namespace {
+
+using yaml_support::value_mark;
 
 // The matrix axes, in the order of Case's fields and ids.
 enum class Axis { kDevice, kWeights, kDoubleQuant, kParamDtype, kComputeDtype, kOptimizer };
@@ -137,26 +141,10 @@ class Parser {
     throw MatrixError(where(mark) + ": " + message);
   }
 
-  // Where to point for a value: yaml-cpp places an empty value at the next token, possibly lines
-  // later, so point at its key instead.
-  static YAML::Mark value_mark(const YAML::Node& key, const YAML::Node& value) {
-    return value.IsNull() ? key.Mark() : value.Mark();
-  }
-
-  // Calls fn(key, value, key_text) for each entry of a mapping, rejecting non-scalar and repeated
-  // keys (yaml-cpp keeps both copies of a repeated key; which one wins would be a guess).
   template <typename Fn>
   void for_each_key(const YAML::Node& map, Fn&& fn) const {
-    std::set<std::string> seen;
-    // Copies, not references: yaml-cpp's iterator hands out a temporary pair.
-    for (const auto& entry : map) {
-      const YAML::Node key = entry.first;
-      const YAML::Node value = entry.second;
-      if (!key.IsScalar()) fail(key.Mark(), "expected a plain key");
-      const std::string k = key.Scalar();
-      if (!seen.insert(k).second) fail(key.Mark(), "duplicate key '" + k + "'");
-      fn(key, value, k);
-    }
+    yaml_support::for_each_key(
+        map, [this](const YAML::Mark& mark, const std::string& what) { fail(mark, what); }, fn);
   }
 
   Axis parse_axis_key(const YAML::Node& key, const std::string& k,

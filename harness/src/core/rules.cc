@@ -14,8 +14,12 @@
 #include <sstream>
 #include <utility>
 
+#include "yaml_support.h"
+
 namespace qlc::harness {
 namespace {
+
+using yaml_support::value_mark;
 
 constexpr const char* kRuleKeys = "id, when, predict, why, detect, source, fix";
 constexpr const char* kAxisKeys = "weights, double_quant, param_dtype, compute_dtype, optimizer";
@@ -198,25 +202,10 @@ class Parser {
     fail_at(line_of(mark), what);
   }
 
-  // yaml-cpp places an empty value at the next token, possibly lines later: point at its key.
-  static YAML::Mark value_mark(const YAML::Node& key, const YAML::Node& value) {
-    return value.IsNull() ? key.Mark() : value.Mark();
-  }
-
-  // Calls fn(key, value, key_text) for each entry of a mapping, rejecting non-scalar and repeated
-  // keys (yaml-cpp keeps both copies of a repeated key; which one wins would be a guess).
   template <typename Fn>
   void for_each_key(const YAML::Node& map, Fn&& fn) const {
-    std::set<std::string> seen;
-    // Copies, not references: yaml-cpp's iterator hands out a temporary pair.
-    for (const auto& entry : map) {
-      const YAML::Node key = entry.first;
-      const YAML::Node value = entry.second;
-      if (!key.IsScalar()) fail(key.Mark(), "expected a plain key");
-      const std::string k = key.Scalar();
-      if (!seen.insert(k).second) fail(key.Mark(), "duplicate key '" + k + "'");
-      fn(key, value, k);
-    }
+    yaml_support::for_each_key(
+        map, [this](const YAML::Mark& mark, const std::string& what) { fail(mark, what); }, fn);
   }
 
   Rule parse_rule(const YAML::Node& node, std::size_t index) {

@@ -13,12 +13,15 @@ TEST_F(CliTest, HelpOnEveryCommand) {
     std::vector<std::string> parts;
   };
   const std::vector<Expect> cases = {
-      {{"--help"}, {"Usage:", "run", "list", "env"}},
+      {{"--help"}, {"Usage:", "run", "list", "env", "check", "explain", "collect"}},
       {{"run", "--help"},
        {"Usage:", "--matrix", "--device", "--filter", "--shard", "--jobs", "--out", "--resume",
         "--timeout", "--steps", "--isolation", "Exit status"}},
       {{"list", "--help"}, {"Usage:", "--matrix", "--filter", "--shard", "--device"}},
       {{"env", "--help"}, {"Usage:", "environment"}},
+      {{"check", "--help"}, {"Usage:", "--matrix", "--rules", "--out", "Exit status", "fix"}},
+      {{"explain", "--help"}, {"Usage:", "--matrix", "--rules", "--records"}},
+      {{"collect", "--help"}, {"Usage:", "--out"}},
   };
   for (const auto& c : cases) {
     Result r = run(c.args);
