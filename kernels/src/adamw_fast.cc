@@ -233,7 +233,7 @@ QLC_AVX2 void blocks_8bit_avx2(P* p, const G* g, const AdamW8bitStates& st, int6
 }
 #endif  // QLC_FAST_HAVE_AVX2
 
-bool use_avx2(const FastConfig& fast) { return fast_kernel_isa(fast) == CpuIsa::kAvx2; }
+bool use_avx2(const FastConfig& fast) { return fast_kernel_isa(fast) >= CpuIsa::kAvx2; }
 
 // Runs fn(begin, end) over element ranges made of whole 256-element blocks.
 template <class Fn>

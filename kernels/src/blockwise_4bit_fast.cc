@@ -57,6 +57,10 @@ void quantize_4bit_fast_with(const In* x, int64_t n, int64_t blocksize, QuantTyp
   [[maybe_unused]] const CpuIsa isa = fast_kernel_isa(config);
   detail::for_block_chunks(full_blocks, blocksize, config.chunks, [&](int64_t b0, int64_t b1) {
 #if QLC_FAST_HAVE_AVX2
+    if (isa == CpuIsa::kAvx512) {
+      detail::quantize_4bit_blocks_avx512(cb, x, blocksize, b0, b1, packed, absmax);
+      return;
+    }
     if (isa == CpuIsa::kAvx2) {
       detail::quantize_4bit_blocks_avx2(cb, x, blocksize, b0, b1, packed, absmax);
       return;
@@ -85,7 +89,7 @@ void dequantize_4bit_fast_with(const uint8_t* packed, const float* absmax, int64
       detail::stream_output(out, n * static_cast<int64_t>(sizeof(Out)), blocksize);
   detail::for_block_chunks(full_blocks, blocksize, config.chunks, [&](int64_t b0, int64_t b1) {
 #if QLC_FAST_HAVE_AVX2
-    if (isa == CpuIsa::kAvx2) {
+    if (isa >= CpuIsa::kAvx2) {  // AVX-512 CPUs too: no AVX-512 dequantization kernel
       detail::dequantize_4bit_blocks_avx2(cb, packed, absmax, blocksize, b0, b1, out, stream);
       return;
     }

@@ -108,7 +108,7 @@ void quantize_8bit_fast_with(const In* x, int64_t n, int64_t blocksize, bool is_
   [[maybe_unused]] const CpuIsa isa = fast_kernel_isa(config);
 #if QLC_FAST_HAVE_AVX2
   const void* lut = nullptr;
-  if (isa == CpuIsa::kAvx2) {
+  if (isa >= CpuIsa::kAvx2) {
     if (search == Search8::kBnbCpuLibrary) {
       lut = detail::bnb_library_lut(is_signed);
     } else {
@@ -119,7 +119,7 @@ void quantize_8bit_fast_with(const In* x, int64_t n, int64_t blocksize, bool is_
   const int64_t blocks = num_blocks(n, blocksize);
   detail::for_block_chunks(blocks, blocksize, config.chunks, [&](int64_t b0, int64_t b1) {
 #if QLC_FAST_HAVE_AVX2
-    if (isa == CpuIsa::kAvx2) {
+    if (isa >= CpuIsa::kAvx2) {
       detail::quantize_8bit_blocks_avx2(map, lut, x, n, blocksize, search, b0, b1, out, absmax);
       return;
     }
@@ -139,7 +139,7 @@ void dequantize_8bit_fast_with(const uint8_t* q, const float* absmax, int64_t n,
   const int64_t blocks = num_blocks(n, blocksize);
   detail::for_block_chunks(blocks, blocksize, config.chunks, [&](int64_t b0, int64_t b1) {
 #if QLC_FAST_HAVE_AVX2
-    if (isa == CpuIsa::kAvx2) {
+    if (isa >= CpuIsa::kAvx2) {
       detail::dequantize_8bit_blocks_avx2(map, q, absmax, n, blocksize, b0, b1, out, stream);
       return;
     }

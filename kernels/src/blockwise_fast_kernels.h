@@ -64,6 +64,10 @@ const uint32_t* nearest_lut(bool is_signed);
 template <class In>
 void quantize_4bit_blocks_avx2(const Codebook4& cb, const In* x, int64_t blocksize, int64_t b0,
                                int64_t b1, uint8_t* packed, float* absmax);
+// The same with AVX-512 (only quantization has AVX-512 code: see blockwise_4bit_fast_avx512.cc).
+template <class In>
+void quantize_4bit_blocks_avx512(const Codebook4& cb, const In* x, int64_t blocksize, int64_t b0,
+                                 int64_t b1, uint8_t* packed, float* absmax);
 template <class Out>
 void dequantize_4bit_blocks_avx2(const Codebook4& cb, const uint8_t* packed, const float* absmax,
                                  int64_t blocksize, int64_t b0, int64_t b1, Out* out, bool stream);

@@ -13,7 +13,7 @@ namespace qlc::kernels {
 enum class CpuIsa : uint8_t {
   kScalar,  // portable C++ (the shared QLC_HD per-element functions)
   kAvx2,    // AVX2 + FMA + F16C
-  kAvx512,  // AVX-512 F + BW (detected; the kernels use their AVX2 code on such CPUs for now)
+  kAvx512,  // AVX-512 F + BW (+ VL): 4-bit quantization has AVX-512 code, the rest runs AVX2 code
 };
 
 std::string to_string(CpuIsa isa);
