@@ -91,11 +91,10 @@ int check_command(const CheckOptions& o) {
   auto run = [&](const Case& k) { return run_case_in_worker(k, settings, opts); };
   const DeviceFacts facts = device_facts(c.device);
   Record r = run(c);
-  predict_and_verify_fix(*rules, facts, c, r, run);
+  const Rule& rule = predict_and_verify_fix(*rules, facts, c, r, run);
   r.environment_id = capture_environment().id();
   append_record(record_path.string(), r);
 
-  const Rule& rule = rules->match(c, facts);
   const bool ok = r.as_predicted() && r.outcome != Outcome::kHarnessError;
   std::ostream& out = std::cout;
   out << (ok ? "as predicted: " : "NOT AS PREDICTED: ") << c.id() << "\n";
@@ -205,7 +204,9 @@ int collect_command(const std::string& out_dir) {
     std::ofstream o(env_tmp, std::ios::trunc);
     o << nlohmann::json({{"id", env.id()}, {"facts", env.facts}}).dump(2) << "\n";
     o.close();
+    if (!o) throw CliError("cannot write '" + env_tmp.string() + "'");
     fs::rename(env_tmp, out / "environment.json", ec);
+    if (ec) throw CliError("cannot write '" + (out / "environment.json").string() + "': " + ec.message());
   }
   for (const auto& r : summary.records) summary.seconds += r.wall_ms / 1000.0;
   summary.selected = summary.records.size();

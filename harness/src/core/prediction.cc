@@ -7,7 +7,7 @@ bool fix_applies_to(Outcome observed) {
          observed != Outcome::kHarnessError;
 }
 
-void predict_and_verify_fix(const Rules& rules, const DeviceFacts& facts, const Case& c,
+const Rule& predict_and_verify_fix(const Rules& rules, const DeviceFacts& facts, const Case& c,
                             Record& record, const std::function<Record(const Case&)>& run_fixed) {
   const Rule& rule = rules.match(c, facts);
   Prediction p;
@@ -16,7 +16,7 @@ void predict_and_verify_fix(const Rules& rules, const DeviceFacts& facts, const 
   p.why = rule.why;
   if (rule.fix) p.fix = rule.fix->text;
   record.prediction = p;
-  if (!rule.fix || !fix_applies_to(record.outcome)) return;
+  if (!rule.fix || !fix_applies_to(record.outcome)) return rule;
 
   const Case fixed = apply_fix(c, *rule.fix);
   const Record result = run_fixed(fixed);
@@ -26,6 +26,7 @@ void predict_and_verify_fix(const Rules& rules, const DeviceFacts& facts, const 
   check.outcome = result.outcome;
   check.message = result.message;
   record.fix_check = check;
+  return rule;
 }
 
 }  // namespace qlc::harness

@@ -15,8 +15,8 @@ bool fix_applies_to(Outcome observed);
 
 // Writes the prediction of the first matching rule into `record` (whose case is `c`) and, when
 // the case failed (fix_applies_to) and that rule names a fix, runs the fixed case through
-// `run_fixed` and records the result as record.fix_check.
-void predict_and_verify_fix(const Rules& rules, const DeviceFacts& facts, const Case& c,
+// `run_fixed` and records the result as record.fix_check. Returns the rule.
+const Rule& predict_and_verify_fix(const Rules& rules, const DeviceFacts& facts, const Case& c,
                             Record& record, const std::function<Record(const Case&)>& run_fixed);
 
 }  // namespace qlc::harness
