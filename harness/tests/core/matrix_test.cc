@@ -199,7 +199,9 @@ TEST(MatrixExpansion, DoubleQuantCollapsesForFormatsWithoutAbsmax) {
       id("nf4-dq", "fp32", "fp32", "adamw-fp32"), id("int8", "fp32", "fp32", "adamw-fp32")};
   EXPECT_EQ(ids_of(m.cases), expected);
   for (const auto& c : m.cases) {
-    if (c.weights != WeightFormat::kNf4) EXPECT_FALSE(c.double_quant) << c.id();
+    if (c.weights != WeightFormat::kNf4) {
+      EXPECT_FALSE(c.double_quant) << c.id();
+    }
   }
 }
 

@@ -380,7 +380,7 @@ TEST(RulesReject, BadValueForEachValueCondition) {
       {"device_type", "cuda:0"},  {"device_type", "tpu"}};
   for (const auto& [key, value] : bad) {
     // Alone and inside a list.
-    for (const std::string form : {value, "[" + value + "]"}) {
+    for (const std::string& form : {value, "[" + value + "]"}) {
       const std::string text =
           file(rule("v", "\n      # a comment\n      " + key + ": " + form + "\n"));
       expect_error(text, line_of(text, key + ": " + form),

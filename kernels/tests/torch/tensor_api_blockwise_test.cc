@@ -235,8 +235,8 @@ TEST(TensorApi4bit, AbsmaxBelowTheClampEncodesZero) {
 // The double-quantization goldens are bitsandbytes' quantize_blockwise of absmax - offset (its
 // compiled CPU library, blocksize 256): the tensor API must give the same codes and scales.
 TEST(TensorApi8bit, CompiledLibrarySearchMatchesBitsandbytes) {
-  for (const std::string& name : {"normal_4096.nf4.b64.safetensors", "heavy_tail_8192.fp4.b64.safetensors",
-                                  "odd_777.nf4.b64.safetensors"}) {
+  for (const char* name : {"normal_4096.nf4.b64.safetensors", "heavy_tail_8192.fp4.b64.safetensors",
+                          "odd_777.nf4.b64.safetensors"}) {
     const StFile g = read_safetensors((qlc::testing::goldens_dir() / name).string());
     std::vector<float> centred = values_of<float>(tensor_of(g.at("absmax"), at::kFloat));
     const float offset = g.at("dq.offset").as<float>()[0];
