@@ -98,18 +98,9 @@ class Parser {
   explicit Parser(std::string source) : source_(std::move(source)) {}
 
   Matrix parse(const std::string& text) {
-    YAML::Node root;
-    try {
-      root = YAML::Load(text);
-    } catch (const YAML::ParserException& e) {
-      fail(e.mark, "YAML syntax error: " + e.msg);
-    } catch (const YAML::Exception& e) {
-      fail(e.mark, "YAML error: " + e.msg);
-    }
-    if (!root.IsMap()) {
-      fail(root.Mark(), root.IsNull() ? "empty matrix file (expected a mapping with key 'matrix')"
-                                      : "expected a mapping with key 'matrix' at the top level");
-    }
+    const YAML::Node root = yaml_support::load_root_mapping(
+        text, "matrix", "matrix",
+        [this](const YAML::Mark& mark, const std::string& what) { fail(mark, what); });
 
     Matrix m;
     m.source = source_;

@@ -147,18 +147,9 @@ class Parser {
   explicit Parser(std::string source) : source_(std::move(source)) {}
 
   Rules parse(const std::string& text) {
-    YAML::Node root;
-    try {
-      root = YAML::Load(text);
-    } catch (const YAML::ParserException& e) {
-      fail(e.mark, "YAML syntax error: " + e.msg);
-    } catch (const YAML::Exception& e) {
-      fail(e.mark, "YAML error: " + e.msg);
-    }
-    if (!root.IsMap()) {
-      fail(root.Mark(), root.IsNull() ? "empty rules file (expected a mapping with key 'rules')"
-                                      : "expected a mapping with key 'rules' at the top level");
-    }
+    const YAML::Node root = yaml_support::load_root_mapping(
+        text, "rules", "rules",
+        [this](const YAML::Mark& mark, const std::string& what) { fail(mark, what); });
     YAML::Node list;
     std::optional<YAML::Mark> list_mark;
     for_each_key(root, [&](const YAML::Node& key, const YAML::Node& value, const std::string& k) {

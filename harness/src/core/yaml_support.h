@@ -31,4 +31,26 @@ void for_each_key(const YAML::Node& map, Fail&& fail, Fn&& fn) {
   }
 }
 
+// Parses a whole file's text and returns its root, which must be a mapping: `kind` ("matrix",
+// "rules") names the file and `key` the key it is expected to hold. Errors go to fail(mark,
+// message), which must throw.
+template <typename Fail>
+YAML::Node load_root_mapping(const std::string& text, const std::string& kind,
+                             const std::string& key, Fail&& fail) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::ParserException& e) {
+    fail(e.mark, "YAML syntax error: " + e.msg);
+  } catch (const YAML::Exception& e) {
+    fail(e.mark, "YAML error: " + e.msg);
+  }
+  if (!root.IsMap()) {
+    fail(root.Mark(), root.IsNull()
+                          ? "empty " + kind + " file (expected a mapping with key '" + key + "')"
+                          : "expected a mapping with key '" + key + "' at the top level");
+  }
+  return root;
+}
+
 }  // namespace qlc::harness::yaml_support
