@@ -7,7 +7,7 @@
 #include <functional>
 #include <string>
 
-#include "../../src/classify.h"
+#include "verdicts/classify.h"
 
 namespace qlc::harness {
 namespace {

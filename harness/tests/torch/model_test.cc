@@ -9,9 +9,9 @@
 #include <fstream>
 #include <iterator>
 
-#include "../../src/checkpoint.h"
-#include "../../src/lora.h"
-#include "../../src/model.h"
+#include "training/checkpoint.h"
+#include "training/lora.h"
+#include "training/model.h"
 #include "qlc/kernels/safetensors.h"
 
 namespace qlc::harness {

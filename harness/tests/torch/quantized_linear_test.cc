@@ -7,7 +7,7 @@
 #include <cmath>
 #include <limits>
 
-#include "../../src/quantized_linear.h"
+#include "training/quantized_linear.h"
 
 namespace qlc::harness {
 namespace {

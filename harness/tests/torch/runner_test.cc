@@ -7,8 +7,8 @@
 #include <csignal>
 #include <filesystem>
 
-#include "../../src/learning.h"
-#include "../../src/optimizer.h"
+#include "verdicts/learning.h"
+#include "training/optimizer.h"
 #include "qlc/harness/runner.h"
 
 namespace qlc::harness {

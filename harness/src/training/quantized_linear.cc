@@ -1,5 +1,5 @@
 // bitsandbytes' frozen base layers and their autograd functions (see quantized_linear.h).
-#include "quantized_linear.h"
+#include "training/quantized_linear.h"
 
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/custom_function.h>

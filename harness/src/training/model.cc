@@ -1,5 +1,5 @@
 // The LLaMA-style decoder (see model.h) and its presets.
-#include "model.h"
+#include "training/model.h"
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -9,7 +9,7 @@
 #include <limits>
 #include <stdexcept>
 
-#include "rng.h"
+#include "training/rng.h"
 
 namespace qlc::harness {
 namespace {

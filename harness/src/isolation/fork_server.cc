@@ -32,7 +32,7 @@
 #include <thread>
 #include <vector>
 
-#include "worker_launch.h"
+#include "isolation/worker_launch.h"
 
 extern char** environ;
 

@@ -1,11 +1,11 @@
 // AdamW over the kernels' raw-buffer steps (see optimizer.h).
-#include "optimizer.h"
+#include "training/optimizer.h"
 
 #include <ATen/ATen.h>
 
 #include <stdexcept>
 
-#include "device_support.h"
+#include "device/device_support.h"
 
 namespace qlc::harness {
 

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "model.h"
+#include "training/model.h"
 
 namespace qlc::harness {
 

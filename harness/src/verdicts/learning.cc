@@ -1,5 +1,5 @@
 // The no_learning criterion (see learning.h).
-#include "learning.h"
+#include "verdicts/learning.h"
 
 #include <cmath>
 #include <cstdio>

@@ -1,7 +1,7 @@
 // CUDA driver probe through dlopen (see cuda_driver_probe.h for why no CUDA headers). The
 // function types below are the CUDA driver API's documented C signatures; CUresult and CUdevice
 // are ints there, and attributes 75/76 are CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR/MINOR.
-#include "cuda_driver_probe.h"
+#include "device/cuda_driver_probe.h"
 
 #include <dlfcn.h>
 

@@ -1,7 +1,7 @@
 // The one table of raw-message patterns. Order matters: specific before general (an OOM reported
 // as "CUDA error: out of memory" is oom, not cuda_error; "not implemented for 'Half'" is a dtype
 // gap, not a missing operator).
-#include "classify.h"
+#include "verdicts/classify.h"
 
 #include <algorithm>
 

@@ -13,7 +13,7 @@
 
 #include <ATen/Parallel.h>
 
-#include "worker_launch.h"
+#include "isolation/worker_launch.h"
 
 namespace qlc::harness {
 namespace {

@@ -1,5 +1,5 @@
 // PEFT's LoRA layer over a frozen base (see lora.h).
-#include "lora.h"
+#include "training/lora.h"
 
 #include <ATen/ATen.h>
 
@@ -7,7 +7,7 @@
 #include <stdexcept>
 #include <vector>
 
-#include "rng.h"
+#include "training/rng.h"
 
 namespace qlc::harness {
 

@@ -8,9 +8,9 @@
 #include <filesystem>
 #include <stdexcept>
 
-#include "checkpoint.h"
-#include "classify.h"
-#include "model.h"
+#include "training/checkpoint.h"
+#include "verdicts/classify.h"
+#include "training/model.h"
 #include "qlc/kernels/adamw.h"
 
 namespace qlc::harness {

@@ -1,5 +1,5 @@
 // The permutation task (see synthetic_task.h).
-#include "synthetic_task.h"
+#include "training/synthetic_task.h"
 
 #include <ATen/ATen.h>
 
@@ -7,7 +7,7 @@
 #include <stdexcept>
 #include <utility>
 
-#include "rng.h"
+#include "training/rng.h"
 
 namespace qlc::harness {
 

@@ -1,5 +1,5 @@
 // Checkpoint writing and reading (see checkpoint.h), on the kernels' safetensors reader/writer.
-#include "checkpoint.h"
+#include "training/checkpoint.h"
 
 #include <ATen/ATen.h>
 
@@ -9,7 +9,7 @@
 #include <sstream>
 
 #include "qlc/kernels/safetensors.h"
-#include "rng.h"
+#include "training/rng.h"
 
 namespace qlc::harness {
 namespace {

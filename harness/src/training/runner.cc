@@ -25,14 +25,14 @@
 #include <stdexcept>
 #include <thread>
 
-#include "checkpoint.h"
-#include "classify.h"
-#include "device_support.h"
-#include "learning.h"
-#include "model.h"
-#include "optimizer.h"
+#include "training/checkpoint.h"
+#include "verdicts/classify.h"
+#include "device/device_support.h"
+#include "verdicts/learning.h"
+#include "training/model.h"
+#include "training/optimizer.h"
 #include "qlc/kernels/safetensors.h"
-#include "synthetic_task.h"
+#include "training/synthetic_task.h"
 
 namespace qlc::harness {
 namespace {

@@ -16,7 +16,7 @@
 #include <memory>
 #include <string>
 
-#include "quantized_linear.h"
+#include "training/quantized_linear.h"
 
 namespace qlc::harness {
 

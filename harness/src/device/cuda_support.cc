@@ -11,7 +11,7 @@
 #include <new>
 #include <stdexcept>
 
-#include "device_support.h"
+#include "device/device_support.h"
 
 #if defined(QLC_HAVE_CUDA_KERNELS) && __has_include(<ATen/cuda/CUDAConfig.h>)
 #define QLC_HARNESS_CUDA 1

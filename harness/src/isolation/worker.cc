@@ -28,7 +28,7 @@
 #include <stdexcept>
 #include <thread>
 
-#include "worker_launch.h"
+#include "isolation/worker_launch.h"
 
 extern char** environ;
 

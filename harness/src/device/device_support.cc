@@ -1,5 +1,5 @@
 // The CPU half of device_support.h; other devices go to cuda_support.cc.
-#include "device_support.h"
+#include "device/device_support.h"
 
 #include <sys/resource.h>
 

@@ -13,9 +13,9 @@
 #include <string>
 #include <vector>
 
-#include "lora.h"
+#include "training/lora.h"
 #include "qlc/harness/case.h"
-#include "quantized_linear.h"
+#include "training/quantized_linear.h"
 
 namespace qlc::harness {
 

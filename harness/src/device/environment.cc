@@ -19,7 +19,7 @@
 #include <torch/cuda.h>
 #include <torch/version.h>
 
-#include "cuda_driver_probe.h"
+#include "device/cuda_driver_probe.h"
 
 #ifndef QLC_GIT_REVISION
 #define QLC_GIT_REVISION "unknown"
