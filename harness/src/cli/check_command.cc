@@ -57,13 +57,21 @@ void print_rule(std::ostream& out, const Rules& rules, const Rule& rule) {
 }  // namespace
 
 int check_command(const CheckOptions& o) {
+  // An id of the original core (five parts) names the same case in its full spelling.
+  std::string wanted = o.case_id;
+  try {
+    const Case parsed = Case::from_id(o.case_id);
+    if (parsed.device != "auto") wanted = parsed.id();
+  } catch (const std::invalid_argument&) {
+    // not an id: reported below as "not a case of"
+  }
   Selection selection;
   selection.matrix = o.matrix;
   selection.filter = o.case_id;
   Selected sel = select_cases(selection);
   const Case* chosen = nullptr;
   for (const auto& c : sel.cases) {
-    if (c.id() == o.case_id) chosen = &c;
+    if (c.id() == wanted) chosen = &c;
   }
   if (chosen == nullptr) {
     throw CliError("case '" + o.case_id + "' is not a case of " + o.matrix +

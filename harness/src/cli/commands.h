@@ -93,6 +93,11 @@ int check_command(const CheckOptions& options);
 // Gathers OUT/cases/*.jsonl (written by `check`) into OUT/records.jsonl and prints the summary.
 int collect_command(const std::string& out);
 int explain_command(const ExplainOptions& options);
+// `export CASE --out DIR`: the case's inputs for a peer (qlc/harness/export.h); settings from the
+// matrix file.
+int export_command(const std::string& case_id, const std::string& matrix, const std::string& out);
+// `classify` (hidden): the outcome of the message on stdin (harness_error when no pattern knows it).
+int classify_command();
 int env_command();
 [[noreturn]] void worker_command(const WorkerArgs& args);
 int worker_server_command(long parent_pid);

@@ -116,6 +116,17 @@ int main(int argc, char** argv) {
   explain_cmd->add_option("--records", explain.records,
                           "A run's records.jsonl: also show what happened and the fix check");
 
+  std::string export_case_id, export_matrix = "cases/default.yaml", export_out;
+  CLI::App* export_cmd = app.add_subcommand(
+      "export", "Write a case's checkpoint, batch, LoRA start and settings for a peer to train on");
+  export_cmd->add_option("case", export_case_id, "Case id (see `list`)")->required();
+  export_cmd->add_option("--matrix", export_matrix, "Matrix whose settings apply")->capture_default_str();
+  export_cmd->add_option("--out,-o", export_out, "Folder for the files")->required();
+
+  CLI::App* classify_cmd = app.add_subcommand(
+      "classify", "Print the outcome the harness's message table gives the text on stdin");
+  classify_cmd->group("");  // hidden: the peer cross-check classifies its peer's errors with it
+
   std::string collect_out;
   CLI::App* collect_cmd = app.add_subcommand(
       "collect", "Gather the records `check` left in OUT/cases into OUT/records.jsonl, summarize");
@@ -142,10 +153,11 @@ int main(int argc, char** argv) {
   if (argc > 1 && argv[1][0] != '-') {
     const std::string command = argv[1];
     if (command != "run" && command != "list" && command != "env" && command != "check" &&
-        command != "collect" && command != "explain" && command != "worker" && command != "worker-server") {
+        command != "collect" && command != "explain" && command != "export" && command != "classify" && command != "worker" &&
+        command != "worker-server") {
       std::fprintf(stderr,
                    "qlora-compat: error: unknown command '%s' (expected run, list, env, check, "
-                   "collect or explain; see --help)\n",
+                   "collect, explain or export; see --help)\n",
                    command.c_str());
       return kExitUsage;
     }
@@ -175,6 +187,8 @@ int main(int argc, char** argv) {
     if (*check_cmd) return check_command(check);
     if (*collect_cmd) return collect_command(collect_out);
     if (*explain_cmd) return explain_command(explain);
+    if (*export_cmd) return export_command(export_case_id, export_matrix, export_out);
+    if (*classify_cmd) return classify_command();
     if (*env_cmd) return env_command();
     if (*worker_cmd) worker_command(worker);
     if (*server_cmd) return worker_server_command(server_parent);

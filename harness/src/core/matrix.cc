@@ -23,27 +23,15 @@ namespace {
 
 using yaml_support::value_mark;
 
-// The matrix axes, in the order of Case's fields and ids.
-enum class Axis { kDevice, kWeights, kDoubleQuant, kParamDtype, kComputeDtype, kOptimizer };
-constexpr std::array<Axis, 6> kAxes = {Axis::kDevice,     Axis::kWeights,      Axis::kDoubleQuant,
-                                       Axis::kParamDtype, Axis::kComputeDtype, Axis::kOptimizer};
+// The matrix axes are the case axes (case_axes(), in id order), addressed by index.
+using Axis = std::size_t;
 
-std::size_t index_of(Axis a) { return static_cast<std::size_t>(a); }
+std::size_t axis_count() { return case_axes().size(); }
 
-const char* axis_name(Axis a) {
-  switch (a) {
-    case Axis::kDevice: return "device";
-    case Axis::kWeights: return "weights";
-    case Axis::kDoubleQuant: return "double_quant";
-    case Axis::kParamDtype: return "param_dtype";
-    case Axis::kComputeDtype: return "compute_dtype";
-    case Axis::kOptimizer: return "optimizer";
-  }
-  throw std::logic_error("Axis out of range");
-}
+const std::string& axis_name(Axis a) { return case_axes().at(a).name; }
 
 std::optional<Axis> axis_from_name(const std::string& name) {
-  for (Axis a : kAxes) {
+  for (Axis a = 0; a < axis_count(); ++a) {
     if (name == axis_name(a)) return a;
   }
   return std::nullopt;
@@ -58,35 +46,22 @@ std::string join(const std::vector<std::string>& items) {
   return out;
 }
 
-template <typename E, std::size_t N>
-std::vector<std::string> names_of(const std::array<E, N>& all) {
-  std::vector<std::string> out;
-  for (E v : all) out.push_back(to_string(v));
-  return out;
-}
-
 // The valid spellings of an axis' values, as listed in error messages.
-std::vector<std::string> valid_values(Axis a) {
-  switch (a) {
-    case Axis::kDevice: return {"auto", "cpu", "cuda:N"};
-    case Axis::kWeights: return names_of(kAllWeightFormats);
-    case Axis::kDoubleQuant: return {"false", "true"};
-    case Axis::kParamDtype:
-    case Axis::kComputeDtype: return names_of(kAllDtypes);
-    case Axis::kOptimizer: return names_of(kAllOptimizers);
-  }
-  throw std::logic_error("Axis out of range");
-}
+const std::vector<std::string>& valid_values(Axis a) { return case_axes().at(a).values; }
 
 bool is_valid_value(Axis a, const std::string& value) {
-  if (a == Axis::kDevice) return is_valid_device(value);
-  const auto valid = valid_values(a);
-  return std::find(valid.begin(), valid.end(), value) != valid.end();
+  Case scratch;
+  try {
+    set_axis(scratch, axis_name(a), value);
+    return true;
+  } catch (const std::invalid_argument&) {
+    return false;
+  }
 }
 
 // One point (or one include/exclude entry): a value per axis, unset = not given. Values are the
 // validated spellings, so equality of strings is equality of values.
-using Combination = std::array<std::optional<std::string>, kAxes.size()>;
+using Combination = std::vector<std::optional<std::string>>;
 
 struct AxisList {
   Axis axis;
@@ -142,7 +117,7 @@ class Parser {
                       bool allow_include_exclude) const {
     if (auto a = axis_from_name(k)) return *a;
     std::vector<std::string> expected;
-    for (Axis a : kAxes) expected.push_back(axis_name(a));
+    for (Axis a = 0; a < axis_count(); ++a) expected.push_back(axis_name(a));
     if (allow_include_exclude) {
       expected.push_back("include");
       expected.push_back("exclude");
@@ -152,7 +127,7 @@ class Parser {
 
   std::string parse_value(Axis a, const YAML::Node& node, const YAML::Mark& mark) const {
     if (!node.IsScalar()) {
-      fail(mark, std::string("expected a single value for axis '") + axis_name(a) + "' (one of " +
+      fail(mark, "expected a single value for axis '" + axis_name(a) + "' (one of " +
                      join(valid_values(a)) + ")");
     }
     const std::string v = node.Scalar();
@@ -186,10 +161,10 @@ class Parser {
                             "' entry must be a mapping of axis: value, e.g. {weights: nf4}");
     }
     if (node.size() == 0) fail(node.Mark(), std::string("empty '") + section + "' entry");
-    Combination entry;
+    Combination entry(axis_count());
     for_each_key(node, [&](const YAML::Node& key, const YAML::Node& value, const std::string& k) {
       const Axis a = parse_axis_key(key, k, false);
-      entry[index_of(a)] = parse_value(a, value, value_mark(key, value));
+      entry[a] = parse_value(a, value, value_mark(key, value));
     });
     return entry;
   }
@@ -223,15 +198,15 @@ class Parser {
       }
     });
 
-    std::array<bool, kAxes.size()> original{};
-    for (const auto& list : axes) original[index_of(list.axis)] = true;
+    std::vector<bool> original(axis_count(), false);
+    for (const auto& list : axes) original[list.axis] = true;
 
     // GitHub rejects an exclude key that is not a matrix variable; so do we (it would either
     // match nothing or everything, neither of which the author meant).
     for (const auto& [entry, mark] : excludes) {
-      for (Axis a : kAxes) {
-        if (entry[index_of(a)] && !original[index_of(a)]) {
-          fail(mark, std::string("exclude key '") + axis_name(a) +
+      for (Axis a = 0; a < axis_count(); ++a) {
+        if (entry[a] && !original[a]) {
+          fail(mark, "exclude key '" + axis_name(a) +
                          "' is not an axis of this matrix (exclude applies to listed axes only)");
         }
       }
@@ -253,9 +228,8 @@ class Parser {
       for (auto& c : combos) {
         if (!matches(c, entry, &original)) continue;
         extended_any = true;
-        for (Axis a : kAxes) {
-          const auto i = index_of(a);
-          if (entry[i] && !original[i]) c[i] = entry[i];
+        for (Axis a = 0; a < axis_count(); ++a) {
+          if (entry[a] && !original[a]) c[a] = entry[a];
         }
       }
       if (!extended_any) added.push_back(entry);
@@ -276,14 +250,14 @@ class Parser {
   // that include entries become cases of their own.
   static std::vector<Combination> product(const std::vector<AxisList>& axes) {
     if (axes.empty()) return {};
-    std::vector<Combination> out(1);
+    std::vector<Combination> out(1, Combination(axis_count()));
     for (const auto& list : axes) {
       std::vector<Combination> next;
       next.reserve(out.size() * list.values.size());
       for (const auto& partial : out) {
         for (const auto& v : list.values) {
           Combination c = partial;
-          c[index_of(list.axis)] = v;
+          c[list.axis] = v;
           next.push_back(c);
         }
       }
@@ -295,7 +269,7 @@ class Parser {
   // Whether `combo` agrees with every key of `entry` (only its keys on original axes when
   // `only` is given: include never compares, and never overwrites, values it added itself).
   static bool matches(const Combination& combo, const Combination& entry,
-                      const std::array<bool, kAxes.size()>* only) {
+                      const std::vector<bool>* only) {
     for (std::size_t i = 0; i < entry.size(); ++i) {
       if (!entry[i] || (only && !(*only)[i])) continue;
       if (combo[i] != entry[i]) return false;
@@ -306,15 +280,9 @@ class Parser {
   static Case to_case(const Combination& c) {
     Case k;
     k.device = "auto";
-    auto value = [&c](Axis a) -> const std::optional<std::string>& { return c[index_of(a)]; };
-    if (value(Axis::kDevice)) k.device = *value(Axis::kDevice);
-    if (value(Axis::kWeights)) k.weights = weight_format_from_string(*value(Axis::kWeights));
-    if (value(Axis::kDoubleQuant)) k.double_quant = *value(Axis::kDoubleQuant) == "true";
-    if (value(Axis::kParamDtype)) k.param_dtype = dtype_from_string(*value(Axis::kParamDtype));
-    if (value(Axis::kComputeDtype)) {
-      k.compute_dtype = dtype_from_string(*value(Axis::kComputeDtype));
+    for (Axis a = 0; a < axis_count(); ++a) {
+      if (c[a]) set_axis(k, axis_name(a), *c[a]);
     }
-    if (value(Axis::kOptimizer)) k.optimizer = optimizer_from_string(*value(Axis::kOptimizer));
     // Double quantization quantizes 4-bit absmax; other formats have none (see matrix.h).
     if (!is_4bit(k.weights)) k.double_quant = false;
     return k;
@@ -366,8 +334,7 @@ class Parser {
     constexpr double kInf = std::numeric_limits<double>::infinity();
     for_each_key(value, [&](const YAML::Node& k_node, const YAML::Node& v, const std::string& k) {
       if (k == "model") {
-        s.model = scalar_setting(k_node, v, "a model preset name");
-        if (s.model.empty()) fail(v.Mark(), "setting 'model' must not be empty");
+        fail(k_node.Mark(), "'model' is an axis now: list it under matrix, e.g. model: [tiny]");
       } else if (k == "steps") {
         s.steps = integer_setting<int>(k_node, v, 1);
       } else if (k == "warmup_steps") {
@@ -384,7 +351,7 @@ class Parser {
         s.seed = integer_setting<uint64_t>(k_node, v, 0);
       } else {
         fail(k_node.Mark(), "unknown setting '" + k +
-                                "' (expected model, steps, warmup_steps, lora_rank, lora_alpha, "
+                                "' (expected steps, warmup_steps, lora_rank, lora_alpha, "
                                 "lora_dropout, learning_rate, seed)");
       }
     });

@@ -22,37 +22,36 @@ namespace {
 using yaml_support::value_mark;
 
 constexpr const char* kRuleKeys = "id, when, predict, why, detect, source, fix";
-constexpr const char* kAxisKeys = "weights, double_quant, param_dtype, compute_dtype, optimizer";
-constexpr const char* kConditionKeys =
-    "weights, double_quant, param_dtype, compute_dtype, optimizer, device_type, libtorch_below, "
-    "libtorch_at_least, compute_capability_below, compute_capability_at_least";
+constexpr const char* kDeviceFactKeys =
+    "device_type, libtorch_below, libtorch_at_least, compute_capability_below, "
+    "compute_capability_at_least";
 
+// Every case axis but the device (rules are about causes, fixes never move a case).
 bool is_axis(const std::string& key) {
-  for (const char* a : {"weights", "double_quant", "param_dtype", "compute_dtype", "optimizer"}) {
-    if (key == a) return true;
+  if (key == "device") return false;
+  for (const AxisInfo& a : case_axes()) {
+    if (a.name == key) return true;
   }
   return false;
 }
 
-// Sets one axis of `c` from its matrix-file spelling; std::invalid_argument on a bad axis/value.
-// Validation uses it too, so that what parses is exactly what apply_fix can apply.
-void set_axis(Case& c, const std::string& axis, const std::string& value) {
-  if (axis == "weights") {
-    c.weights = weight_format_from_string(value);
-  } else if (axis == "double_quant") {
-    if (value != "true" && value != "false") {
-      throw std::invalid_argument("unknown double_quant '" + value + "' (expected false, true)");
-    }
-    c.double_quant = value == "true";
-  } else if (axis == "param_dtype") {
-    c.param_dtype = dtype_from_string(value);
-  } else if (axis == "compute_dtype") {
-    c.compute_dtype = dtype_from_string(value);
-  } else if (axis == "optimizer") {
-    c.optimizer = optimizer_from_string(value);
-  } else {
-    throw std::invalid_argument("unknown axis '" + axis + "' (expected " + kAxisKeys + ")");
+std::string axis_keys() {
+  std::string out;
+  for (const AxisInfo& a : case_axes()) {
+    if (a.name != "device") out += (out.empty() ? "" : ", ") + a.name;
   }
+  return out;
+}
+
+std::string condition_keys() { return axis_keys() + ", " + kDeviceFactKeys; }
+
+// Validation uses set_axis too, so that what parses is exactly what apply_fix can apply.
+void check_axis_value(const std::string& axis, const std::string& value) {
+  if (!is_axis(axis)) {
+    throw std::invalid_argument("unknown axis '" + axis + "' (expected " + axis_keys() + ")");
+  }
+  Case scratch;
+  set_axis(scratch, axis, value);
 }
 
 // Validates a condition value (an axis value or a device type).
@@ -63,8 +62,7 @@ void check_value(const std::string& key, const std::string& value) {
     }
     return;
   }
-  Case scratch;
-  set_axis(scratch, key, value);
+  check_axis_value(key, value);
 }
 
 // Every axis condition accepts the case's value. Case::axes() spells double_quant as id() and ==
@@ -116,30 +114,36 @@ std::string axes_id(const Case& c) {
 }
 
 // A case (as matrix expansion stores them) that the rule's axis conditions accept both before and
-// after its fix, if any. Exhaustive: the axis space is small (216 cases), and only real cases
-// show effects like double_quant dropping when a fix sets weights to none/int8.
+// after its fix, if any. Exhaustive over the axes the condition or the fix names (plus weights and
+// double_quant, which a fix of weights couples): the others keep their defaults, as neither side
+// reads them. Only real cases show effects like double_quant dropping when a fix sets weights to
+// none/int8.
 std::optional<std::pair<Case, Case>> case_the_fix_leaves_matched(const Rule& r) {
-  for (WeightFormat w : kAllWeightFormats) {
-    for (bool dq : {false, true}) {
-      if (dq && !is_4bit(w)) continue;
-      for (Dtype p : kAllDtypes) {
-        for (Dtype cd : kAllDtypes) {
-          for (OptimizerKind o : kAllOptimizers) {
-            Case c;
-            c.weights = w;
-            c.double_quant = dq;
-            c.param_dtype = p;
-            c.compute_dtype = cd;
-            c.optimizer = o;
-            if (!axes_hold(r.axes, c)) continue;
-            const Case fixed = apply_fix(c, *r.fix);
-            if (axes_hold(r.axes, fixed)) return std::make_pair(c, fixed);
-          }
-        }
-      }
+  std::vector<const AxisInfo*> free_axes;
+  for (const AxisInfo& a : case_axes()) {
+    if (a.name == "weights" || a.name == "double_quant" || r.axes.count(a.name) ||
+        r.fix->set.count(a.name)) {
+      free_axes.push_back(&a);
     }
   }
-  return std::nullopt;
+  std::vector<std::size_t> index(free_axes.size(), 0);
+  while (true) {
+    Case c;
+    for (std::size_t i = 0; i < free_axes.size(); ++i) {
+      set_axis(c, free_axes[i]->name, free_axes[i]->values[index[i]]);
+    }
+    const bool real = !(c.double_quant && !is_4bit(c.weights));
+    if (real && axes_hold(r.axes, c)) {
+      const Case fixed = apply_fix(c, *r.fix);
+      if (axes_hold(r.axes, fixed)) return std::make_pair(c, fixed);
+    }
+    std::size_t i = 0;
+    for (; i < free_axes.size(); ++i) {
+      if (++index[i] < free_axes[i]->values.size()) break;
+      index[i] = 0;
+    }
+    if (i == free_axes.size()) return std::nullopt;
+  }
 }
 
 class Parser {
@@ -284,7 +288,7 @@ class Parser {
       } else if (k == "compute_capability_at_least") {
         r.compute_capability_at_least = parse_capability(k_node, v, k);
       } else {
-        fail(k_node.Mark(), "unknown condition '" + k + "' (expected " + kConditionKeys + ")");
+        fail(k_node.Mark(), "unknown condition '" + k + "' (expected " + condition_keys() + ")");
       }
     });
   }
@@ -368,7 +372,7 @@ class Parser {
                             const std::string& axis) {
           if (!is_axis(axis)) {
             fail(a_node.Mark(),
-                 "'fix.set': unknown axis '" + axis + "' (expected " + kAxisKeys + ")");
+                 "'fix.set': unknown axis '" + axis + "' (expected " + axis_keys() + ")");
           }
           f.set[axis] = value_of(a, value_mark(a_node, a), axis);
         });
@@ -485,7 +489,10 @@ Rules load_rules(const std::string& path) {
 
 Case apply_fix(const Case& c, const Fix& fix) {
   Case out = c;
-  for (const auto& [axis, value] : fix.set) set_axis(out, axis, value);
+  for (const auto& [axis, value] : fix.set) {
+    check_axis_value(axis, value);  // the device is no fix
+    set_axis(out, axis, value);
+  }
   // Double quantization exists for 4-bit weights only; matrix expansion stores false elsewhere.
   if (!is_4bit(out.weights)) out.double_quant = false;
   return out;

@@ -104,7 +104,7 @@ Record parent_record(const Case& c, const RunSettings& settings, Outcome outcome
   r.outcome = outcome;
   r.phase = Phase::kNone;  // the parent cannot know where the worker was
   r.message = message;
-  r.model = settings.model;
+  r.model = to_string(c.model);
   r.lora_rank = settings.lora_rank;
   return r;
 }
@@ -253,8 +253,7 @@ std::string signal_name(int sig) {
 }
 
 nlohmann::json settings_to_json(const RunSettings& s) {
-  return {{"model", s.model},
-          {"steps", s.steps},
+  return {{"steps", s.steps},
           {"warmup_steps", s.warmup_steps},
           {"lora_rank", s.lora_rank},
           {"lora_alpha", s.lora_alpha},
@@ -270,8 +269,7 @@ RunSettings settings_from_json(const nlohmann::json& j) {
     // Every key is optional (defaults from RunSettings); unknown keys are an error, so a typo
     // in a hand-written --settings-json does not pass silently.
     for (const auto& [key, value] : j.items()) {
-      if (key == "model") s.model = value.get<std::string>();
-      else if (key == "steps") s.steps = value.get<int>();
+      if (key == "steps") s.steps = value.get<int>();
       else if (key == "warmup_steps") s.warmup_steps = value.get<int>();
       else if (key == "lora_rank") s.lora_rank = value.get<int>();
       else if (key == "lora_alpha") s.lora_alpha = value.get<float>();

@@ -70,7 +70,7 @@ Record run_case_guarded(const Case& c, const RunSettings& settings, const RunCon
     r.message = "uncaught non-standard exception in run_case";
   }
   if (r.case_id.empty()) r.case_id = c.id();
-  if (r.model.empty()) r.model = settings.model;
+  if (r.model.empty()) r.model = to_string(c.model);
   if (r.lora_rank == 0) r.lora_rank = settings.lora_rank;
   return r;
 }

@@ -4,7 +4,9 @@
 //   kAdamW8bit       bnb.optim.AdamW8bit (8-bit blockwise states from 4096 elements, fp32 below)
 //   kPagedAdamW8bit  bnb.optim.PagedAdamW8bit (managed memory on CUDA; on CPU = AdamW8bit, as
 //                    bitsandbytes falls back)
-// States are created at a parameter's first step, as both libraries do.
+// States are created at a parameter's first step, as both libraries do. Before bitsandbytes 0.50 its
+// optimizers had no CPU kernels (`bnb_cpu_kernels` false): their first step on a CPU tensor raises
+// bitsandbytes' message (cast_policy.h).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -20,7 +22,8 @@ namespace qlc::harness {
 
 class AdamW {
  public:
-  AdamW(std::vector<at::Tensor> params, OptimizerKind kind, const kernels::AdamWConfig& config);
+  AdamW(std::vector<at::Tensor> params, OptimizerKind kind, const kernels::AdamWConfig& config,
+        bool bnb_cpu_kernels = true);
   ~AdamW();
   AdamW(const AdamW&) = delete;
   AdamW& operator=(const AdamW&) = delete;
@@ -39,6 +42,7 @@ class AdamW {
   std::vector<std::unique_ptr<ParamState>> states_;
   OptimizerKind kind_;
   kernels::AdamWConfig config_;
+  bool bnb_cpu_kernels_;
 };
 
 }  // namespace qlc::harness

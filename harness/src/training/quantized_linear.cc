@@ -87,7 +87,8 @@ class MatMul8bit : public torch::autograd::Function<MatMul8bit> {
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x,
                             const std::shared_ptr<const kernels::Int8Weight>& weight,
-                            int64_t path, double threshold) {
+                            int64_t path, double threshold, bool backward_casts_grad) {
+    ctx->saved_data["casts_grad"] = backward_casts_grad;
     at::Tensor out;
     if (static_cast<Int8Path>(path) == Int8Path::kDequantizeMatmul) {
       out = at::linear(x, dequantize_for(weight->cb, weight->scb, x.scalar_type()));
@@ -107,9 +108,11 @@ class MatMul8bit : public torch::autograd::Function<MatMul8bit> {
       const at::Tensor& x = saved.at(0);
       if (grad.dim() == 3) grad = grad.reshape({-1, grad.size(-1)}).contiguous();
       const at::Tensor w = dequantize_for(saved.at(1), saved.at(2), x.scalar_type());
-      grad_x = at::matmul(grad.to(x.scalar_type()), w).view(x.sizes());
+      // bitsandbytes <= 0.44: torch.matmul(grad_output, CB), no cast.
+      if (ctx->saved_data["casts_grad"].toBool()) grad = grad.to(x.scalar_type());
+      grad_x = at::matmul(grad, w).view(x.sizes());
     }
-    return {grad_x, at::Tensor(), at::Tensor(), at::Tensor()};
+    return {grad_x, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -131,13 +134,20 @@ int64_t DenseLinear::numel() const { return weight_.numel(); }
 // ---- Linear4bit --------------------------------------------------------------------------------
 
 Linear4bit::Linear4bit(const at::Tensor& weight, kernels::QuantType4 type, bool double_quant,
-                       at::ScalarType compute_dtype, int64_t blocksize)
+                       at::ScalarType compute_dtype, int64_t blocksize,
+                       bool input_sets_compute_dtype)
     : state_(std::make_shared<const kernels::QuantState4>(
           kernels::quantize_4bit(weight, type, blocksize, double_quant))),
-      compute_dtype_(compute_dtype) {}
+      compute_dtype_(compute_dtype),
+      compute_type_is_set_(!input_sets_compute_dtype) {}
 
 at::Tensor Linear4bit::forward(const at::Tensor& x) const {
   const at::ScalarType input_dtype = x.scalar_type();
+  if (!compute_type_is_set_) {
+    // set_compute_type: fp32 and bf16 inputs are "safe to compute in" and win; fp16 keeps it.
+    if (input_dtype == at::kFloat || input_dtype == at::kBFloat16) compute_dtype_ = input_dtype;
+    compute_type_is_set_ = true;
+  }
   return matmul_4bit(x.to(compute_dtype_), state_).to(input_dtype);
 }
 
@@ -165,20 +175,22 @@ Int8Path int8_path_for_device(const at::Device& device) {
   return device.is_cpu() ? Int8Path::kDequantizeMatmul : Int8Path::kLlmInt8;
 }
 
-Linear8bitLt::Linear8bitLt(const at::Tensor& weight, Int8Path path, double threshold)
+Linear8bitLt::Linear8bitLt(const at::Tensor& weight, Int8Path path, double threshold,
+                           bool backward_casts_grad)
     : weight_(std::make_shared<const kernels::Int8Weight>(kernels::quantize_int8_rowwise(weight))),
       path_(path),
-      threshold_(threshold) {}
+      threshold_(threshold),
+      backward_casts_grad_(backward_casts_grad) {}
 
 at::Tensor Linear8bitLt::forward(const at::Tensor& x) const {
-  return matmul_8bit(x, weight_, path_, threshold_);
+  return matmul_8bit(x, weight_, path_, threshold_, backward_casts_grad_);
 }
 int64_t Linear8bitLt::storage_bytes() const { return nbytes(weight_->cb) + nbytes(weight_->scb); }
 int64_t Linear8bitLt::numel() const { return weight_->cb.numel(); }
 
 at::Tensor matmul_8bit(const at::Tensor& x, const std::shared_ptr<const kernels::Int8Weight>& weight,
-                       Int8Path path, double threshold) {
-  return MatMul8bit::apply(x, weight, static_cast<int64_t>(path), threshold);
+                       Int8Path path, double threshold, bool backward_casts_grad) {
+  return MatMul8bit::apply(x, weight, static_cast<int64_t>(path), threshold, backward_casts_grad);
 }
 
 }  // namespace qlc::harness

@@ -51,8 +51,11 @@ class DenseLinear final : public BaseLinear {
 class Linear4bit final : public BaseLinear {
  public:
   // `weight` [out, in] in the dtype it was loaded in (the state remembers it, as Params4bit does).
+  // `input_sets_compute_dtype`: bitsandbytes <= 0.46 (compute_type_is_set = False): the first
+  // forward's input, when fp32 or bf16, replaces the compute dtype for good (set_compute_type).
   Linear4bit(const at::Tensor& weight, kernels::QuantType4 type, bool double_quant,
-             at::ScalarType compute_dtype, int64_t blocksize = 64);
+             at::ScalarType compute_dtype, int64_t blocksize = 64,
+             bool input_sets_compute_dtype = false);
   at::Tensor forward(const at::Tensor& x) const override;
   int64_t storage_bytes() const override;
   int64_t numel() const override;
@@ -60,11 +63,15 @@ class Linear4bit final : public BaseLinear {
   int64_t out_features() const override { return state_->shape.at(0); }
   bool quantized() const override { return true; }
   const kernels::QuantState4& state() const { return *state_; }
+  // The compute dtype now (after the first forward where the input may have set it).
   at::ScalarType compute_dtype() const { return compute_dtype_; }
+  // Whether a forward may still replace it (bitsandbytes <= 0.46 before its first forward).
+  bool compute_dtype_pending() const { return !compute_type_is_set_; }
 
  private:
   std::shared_ptr<const kernels::QuantState4> state_;
-  at::ScalarType compute_dtype_;
+  mutable at::ScalarType compute_dtype_;
+  mutable bool compute_type_is_set_;
 };
 
 // bitsandbytes' MatMul4Bit: y = linear(x, dequantize_4bit(state, x.dtype)); backward computes only
@@ -84,11 +91,13 @@ enum class Int8Path {
 Int8Path int8_path_for_device(const at::Device& device);
 
 // bnb.nn.Linear8bitLt (has_fp16_weights=False, threshold 6.0 as transformers passes): no input cast
-// of its own; the output has x's dtype.
+// of its own; the output has x's dtype (the product's dtype under autocast).
 class Linear8bitLt final : public BaseLinear {
  public:
+  // `backward_casts_grad`: bitsandbytes >= 0.45 casts grad_output to x's dtype in backward;
+  // <= 0.44 multiplies it as it comes (an autocast output meets x's dtype there).
   Linear8bitLt(const at::Tensor& weight, Int8Path path,
-               double threshold = kernels::kInt8OutlierThreshold);
+               double threshold = kernels::kInt8OutlierThreshold, bool backward_casts_grad = true);
   at::Tensor forward(const at::Tensor& x) const override;
   int64_t storage_bytes() const override;
   int64_t numel() const override;
@@ -102,11 +111,13 @@ class Linear8bitLt final : public BaseLinear {
   std::shared_ptr<const kernels::Int8Weight> weight_;
   Int8Path path_;
   double threshold_;
+  bool backward_casts_grad_;
 };
 
 // The two int8 autograd functions; both backward as grad_x = grad_y.to(x.dtype) @
-// (CB.to(x.dtype) * (SCB / 127)). Like bitsandbytes they keep x for backward (ctx.A).
+// (CB.to(x.dtype) * (SCB / 127)) (without the cast when !backward_casts_grad). Like bitsandbytes
+// they keep x for backward (ctx.A).
 at::Tensor matmul_8bit(const at::Tensor& x, const std::shared_ptr<const kernels::Int8Weight>& weight,
-                       Int8Path path, double threshold);
+                       Int8Path path, double threshold, bool backward_casts_grad = true);
 
 }  // namespace qlc::harness

@@ -2,9 +2,10 @@
 //
 //   setup     settings, device, seeds, the deterministic checkpoint written to work_dir
 //   load      checkpoint read + quantization + model and adapters built   (load_ms)
-//   forward   loss of the fixed batch (fp32)                              (per step)
-//   backward  gradients of the adapters                                   (per step)
-//   optimizer AdamW step + zero_grad                                      (per step)
+//   forward   loss of the fixed batch (fp32), under autocast for amp       (per step)
+//   backward  gradients of the adapters (of the scaled loss for amp=fp16)  (per step)
+//   optimizer GradScaler unscale/skip/update (amp=fp16), AdamW step,
+//             zero_grad                                                   (per step)
 //
 // Every exception is caught at the end and classified by the message table (classify.cc); what
 // the table does not know is a harness_error, so an unknown message is noticed, not guessed.
@@ -22,11 +23,14 @@
 #include <cstdlib>
 #include <filesystem>
 #include <new>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 
+#include "training/amp.h"
+#include "training/cast_policy.h"
 #include "training/checkpoint.h"
-#include "verdicts/classify.h"
+#include "qlc/harness/classify.h"
 #include "device/device_support.h"
 #include "verdicts/learning.h"
 #include "training/model.h"
@@ -118,7 +122,7 @@ void run_phases(const Case& c, const RunSettings& settings, const RunContext& ct
   phase = Phase::kSetup;
   inject(ctx.fault);
   validate(settings);
-  const ModelConfig config = model_preset(settings.model);
+  const ModelConfig config = model_preset(c.model);
   if (c.double_quant && c.weights != WeightFormat::kNf4 && c.weights != WeightFormat::kFp4) {
     r.outcome = Outcome::kSkipped;
     r.skip_reason = "double quantization applies to 4-bit (nf4, fp4) weights only";
@@ -166,9 +170,14 @@ void run_phases(const Case& c, const RunSettings& settings, const RunContext& ct
   kernels::AdamWConfig adamw;
   adamw.lr = settings.learning_rate;
   adamw.weight_decay = 0.0;  // transformers' Trainer default, how users meet these optimizers
-  AdamW optimizer(model->trainable_parameters(), c.optimizer, adamw);
+  AdamW optimizer(model->trainable_parameters(), c.optimizer, adamw,
+                  cast_policy(c.stack).optimizers_on_cpu);
   const std::vector<at::Tensor> params = model->trainable_parameters();
   const std::vector<std::string> names = model->trainable_parameter_names();
+  // Trainer's fp16=True: a GradScaler; bf16=True and no flag: none.
+  std::optional<GradScaler> scaler;
+  if (c.amp == Amp::kFp16) scaler.emplace(device);
+  int skipped_steps = 0;
 
   // ---- steps ----
   std::vector<double> forward_ms, backward_ms, optimizer_ms, step_ms;
@@ -177,7 +186,11 @@ void run_phases(const Case& c, const RunSettings& settings, const RunContext& ct
     r.step = i;
     phase = Phase::kForward;
     const Clock::time_point t0 = Clock::now();
-    const at::Tensor loss = model->loss(input_ids, labels, /*training=*/true);
+    at::Tensor loss;
+    {
+      AutocastGuard autocast(device.type(), autocast_dtype(c.amp));
+      loss = model->loss(input_ids, labels, /*training=*/true);
+    }
     const double loss_value = loss.item<double>();  // waits for the device
     const Clock::time_point t1 = Clock::now();
     r.losses.push_back(loss_value);
@@ -189,10 +202,11 @@ void run_phases(const Case& c, const RunSettings& settings, const RunContext& ct
 
     phase = Phase::kBackward;
     const Clock::time_point t2 = Clock::now();
-    loss.backward();
+    (scaler ? scaler->scale(loss) : loss).backward();
     synchronize_device(device);
     const Clock::time_point t3 = Clock::now();
-    for (size_t k = 0; k < params.size(); ++k) {
+    // With a GradScaler, inf/NaN gradients are its business: it skips the step.
+    for (size_t k = 0; k < params.size() && !scaler; ++k) {
       const at::Tensor& g = params[k].grad();
       if (g.defined() && !all_finite(g)) {
         fail_with(r, Outcome::kNanLoss, phase,
@@ -203,7 +217,15 @@ void run_phases(const Case& c, const RunSettings& settings, const RunContext& ct
 
     phase = Phase::kOptimizer;
     const Clock::time_point t4 = Clock::now();
-    optimizer.step();
+    // scaler.step(optimizer): unscale_ (the fp16-gradient refusal), the step unless a gradient
+    // was inf/NaN, then scaler.update().
+    const bool found_inf = scaler && scaler->unscale(params);
+    if (found_inf) {
+      ++skipped_steps;
+    } else {
+      optimizer.step();
+    }
+    if (scaler) scaler->update();
     optimizer.zero_grad();
     synchronize_device(device);
     const Clock::time_point t5 = Clock::now();
@@ -238,7 +260,12 @@ void run_phases(const Case& c, const RunSettings& settings, const RunContext& ct
   if (verdict.learned) {
     r.outcome = Outcome::kOk;
   } else {
-    fail_with(r, Outcome::kNoLearning, Phase::kNone, verdict.summary);
+    std::string why = verdict.summary;
+    if (skipped_steps > 0) {
+      why += "; the GradScaler skipped " + std::to_string(skipped_steps) + " of " +
+             std::to_string(total) + " steps (inf/NaN gradients)";
+    }
+    fail_with(r, Outcome::kNoLearning, Phase::kNone, why);
   }
 }
 
@@ -258,7 +285,7 @@ Record run_case(const Case& c, const RunSettings& settings, const RunContext& ct
   const Clock::time_point start = Clock::now();
   Record r;
   r.case_id = c.id();
-  r.model = settings.model;
+  r.model = to_string(c.model);
   r.lora_rank = settings.lora_rank;
   Phase phase = Phase::kSetup;
   double stepped_ms = 0.0;

@@ -9,7 +9,7 @@
 #include <stdexcept>
 
 #include "training/checkpoint.h"
-#include "verdicts/classify.h"
+#include "qlc/harness/classify.h"
 #include "training/model.h"
 #include "qlc/kernels/adamw.h"
 
@@ -48,7 +48,7 @@ std::vector<AuditFinding> audit_case(const Case& c, const RunSettings& settings,
                                      const std::string& work_dir) {
   std::vector<AuditFinding> findings;
   const at::Device device(c.device);
-  const ModelConfig config = model_preset(settings.model);
+  const ModelConfig config = model_preset(c.model);
   const BuildOptions options = build_options_for(c, settings, device);
 
   // Kernels the case's dtypes need on this device.

@@ -1,7 +1,7 @@
 // The one table of raw-message patterns. Order matters: specific before general (an OOM reported
 // as "CUDA error: out of memory" is oom, not cuda_error; "not implemented for 'Half'" is a dtype
 // gap, not a missing operator).
-#include "verdicts/classify.h"
+#include "qlc/harness/classify.h"
 
 #include <algorithm>
 
@@ -28,6 +28,9 @@ const std::vector<MessagePattern>& message_patterns() {
       {"Found dtype", Outcome::kDtypeMismatch,
        "loss backward: 'Found dtype Float but expected Half'"},
       {"to have the same dtype", Outcome::kDtypeMismatch, "bmm, dot, index ops and others"},
+      {"Unexpected floating ScalarType in at::autocast::prioritize", Outcome::kDtypeMismatch,
+       "autocast's promote ops (cat, stack) given fp16 and bf16 tensors: a bf16 model under "
+       "fp16 autocast or the reverse"},
       {"must have the same dtype", Outcome::kDtypeMismatch, "matmul variants"},
       {"should be the same", Outcome::kDtypeMismatch,
        "'Input type (...) and weight type (...) should be the same'"},
@@ -47,7 +50,14 @@ const std::vector<MessagePattern>& message_patterns() {
       {"Attempting to unscale FP16 gradients", Outcome::kUnsupportedDtype,
        "fp16 trainable parameters under AMP gradient scaling"},
 
+      // --- gradients that never reach the adapters ---
+      {"does not require grad and does not have a grad_fn", Outcome::kNoLearning,
+       "loss.backward() with no trainable tensor in the graph: reentrant gradient checkpointing "
+       "without input gradients (enable_input_require_grads)"},
+
       // --- an operation the device/build does not provide at all ---
+      {"All input tensors need to be on the same GPU", Outcome::kUnsupportedOp,
+       "bitsandbytes < 0.50 optimizers (8-bit, paged) on CPU tensors"},
       {"no kernel image is available", Outcome::kUnsupportedOp,
        "CUDA binaries not built for this GPU's architecture"},
       {"built without CUDA kernels", Outcome::kUnsupportedOp, "our kernels built without CUDA"},

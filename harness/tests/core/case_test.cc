@@ -23,6 +23,9 @@ std::string invalid_argument_message(Fn&& fn) {
   return "";
 }
 
+// The later axes at their documented defaults (case.h), as id() writes them.
+const std::string kDefaultSuffix = "/amp=none/adapter=model/kbit=off/ckpt=off/stack=current/model=tiny";
+
 void expect_contains(const std::string& text, const std::vector<std::string>& parts) {
   for (const auto& p : parts) {
     EXPECT_NE(text.find(p), std::string::npos) << "'" << p << "' in: " << text;
@@ -99,7 +102,15 @@ TEST(CaseId, MatchesTheDesignExample) {
   c.param_dtype = Dtype::kBf16;
   c.compute_dtype = Dtype::kBf16;
   c.optimizer = OptimizerKind::kAdamW8bit;
-  EXPECT_EQ(c.id(), "cpu/nf4-dq/param=bf16/compute=bf16/optim=adamw8bit");
+  EXPECT_EQ(c.id(), "cpu/nf4-dq/param=bf16/compute=bf16/optim=adamw8bit" + kDefaultSuffix);
+  // The header's example: every later axis set.
+  c.amp = Amp::kFp16;
+  c.adapter_dtype = AdapterDtype::kPeft;
+  c.prepare_kbit = true;
+  c.grad_checkpointing = GradCheckpointing::kReentrant;
+  EXPECT_EQ(c.id(),
+            "cpu/nf4-dq/param=bf16/compute=bf16/optim=adamw8bit/amp=fp16/adapter=peft/kbit=on/"
+            "ckpt=reentrant/stack=current/model=tiny");
 }
 
 TEST(CaseId, DoubleQuantShowsOnlyForFourBit) {
@@ -110,11 +121,11 @@ TEST(CaseId, DoubleQuantShowsOnlyForFourBit) {
   c.param_dtype = Dtype::kFp16;
   c.compute_dtype = Dtype::kFp32;
   c.optimizer = OptimizerKind::kPagedAdamW8bit;
-  EXPECT_EQ(c.id(), "cuda:1/int8/param=fp16/compute=fp32/optim=paged-adamw8bit");
+  EXPECT_EQ(c.id(), "cuda:1/int8/param=fp16/compute=fp32/optim=paged-adamw8bit" + kDefaultSuffix);
   c.weights = WeightFormat::kFp4;
-  EXPECT_EQ(c.id(), "cuda:1/fp4-dq/param=fp16/compute=fp32/optim=paged-adamw8bit");
+  EXPECT_EQ(c.id(), "cuda:1/fp4-dq/param=fp16/compute=fp32/optim=paged-adamw8bit" + kDefaultSuffix);
   c.double_quant = false;
-  EXPECT_EQ(c.id(), "cuda:1/fp4/param=fp16/compute=fp32/optim=paged-adamw8bit");
+  EXPECT_EQ(c.id(), "cuda:1/fp4/param=fp16/compute=fp32/optim=paged-adamw8bit" + kDefaultSuffix);
 }
 
 // Every combination of every axis: ids are distinct exactly where the cases differ, and
@@ -160,6 +171,62 @@ TEST(CaseId, RoundTripsForEveryCombination) {
   EXPECT_EQ(ids.size(), 4u * 216u);
 }
 
+// The later axes: every value of every one of them round-trips, with the core axes fixed.
+TEST(CaseId, RoundTripsEveryValueOfTheLaterAxes) {
+  std::set<std::string> ids;
+  int cases = 0;
+  for (auto amp : kAllAmps) {
+    for (auto adapter : kAllAdapterDtypes) {
+      for (bool kbit : {false, true}) {
+        for (auto ckpt : kAllGradCheckpointing) {
+          for (auto stack : kAllStacks) {
+            for (auto model : kAllModelPresets) {
+              Case c;
+              c.amp = amp;
+              c.adapter_dtype = adapter;
+              c.prepare_kbit = kbit;
+              c.grad_checkpointing = ckpt;
+              c.stack = stack;
+              c.model = model;
+              ++cases;
+              ids.insert(c.id());
+              const Case back = Case::from_id(c.id());
+              EXPECT_EQ(back.amp, amp);
+              EXPECT_EQ(back.adapter_dtype, adapter);
+              EXPECT_EQ(back.prepare_kbit, kbit);
+              EXPECT_EQ(back.grad_checkpointing, ckpt);
+              EXPECT_EQ(back.stack, stack);
+              EXPECT_EQ(back.model, model);
+              EXPECT_EQ(back, c);
+            }
+          }
+        }
+      }
+    }
+  }
+  EXPECT_EQ(cases, 3 * 3 * 2 * 3 * 6 * 4);
+  EXPECT_EQ(ids.size(), static_cast<size_t>(cases));
+}
+
+// An id of the original five parts reads as the case it always was: the later axes at the
+// defaults the old harness ran (no autocast, adapters in the parameter dtype, no prepare, no
+// checkpointing, today's casts, the tiny model), and id() writes it in full.
+TEST(CaseId, CoreIdsOfFivePartsStillRead) {
+  const Case c = Case::from_id("cpu/nf4-dq/param=bf16/compute=fp16/optim=adamw8bit");
+  EXPECT_EQ(c.weights, WeightFormat::kNf4);
+  EXPECT_TRUE(c.double_quant);
+  EXPECT_EQ(c.param_dtype, Dtype::kBf16);
+  EXPECT_EQ(c.compute_dtype, Dtype::kFp16);
+  EXPECT_EQ(c.optimizer, OptimizerKind::kAdamW8bit);
+  EXPECT_EQ(c.amp, Amp::kNone);
+  EXPECT_EQ(c.adapter_dtype, AdapterDtype::kModel);
+  EXPECT_FALSE(c.prepare_kbit);
+  EXPECT_EQ(c.grad_checkpointing, GradCheckpointing::kOff);
+  EXPECT_EQ(c.stack, Stack::kCurrent);
+  EXPECT_EQ(c.model, ModelPreset::kTiny);
+  EXPECT_EQ(c.id(), "cpu/nf4-dq/param=bf16/compute=fp16/optim=adamw8bit" + kDefaultSuffix);
+}
+
 TEST(CaseId, FromIdRejectsMalformedIdsNamingThePart) {
   struct Bad {
     const char* id;
@@ -169,6 +236,23 @@ TEST(CaseId, FromIdRejectsMalformedIdsNamingThePart) {
       {"", "1 parts"},
       {"cpu/nf4/param=bf16/compute=bf16", "4 parts"},
       {"cpu/nf4/param=bf16/compute=bf16/optim=adamw8bit/", "6 parts"},
+      // The later axes come all six or not at all, in order, with valid values.
+      {"cpu/nf4/param=bf16/compute=bf16/optim=adamw8bit/amp=fp16", "6 parts"},
+      {"cpu/nf4/param=bf16/compute=bf16/optim=adamw8bit/adapter=peft/amp=fp16/kbit=on/"
+       "ckpt=off/stack=current/model=tiny",
+       "'amp='"},
+      {"cpu/nf4/param=bf16/compute=bf16/optim=adamw8bit/amp=fp8/adapter=peft/kbit=on/"
+       "ckpt=off/stack=current/model=tiny",
+       "'fp8'"},
+      {"cpu/nf4/param=bf16/compute=bf16/optim=adamw8bit/amp=fp16/adapter=peft/kbit=yes/"
+       "ckpt=off/stack=current/model=tiny",
+       "'yes'"},
+      {"cpu/nf4/param=bf16/compute=bf16/optim=adamw8bit/amp=fp16/adapter=peft/kbit=on/"
+       "ckpt=off/stack=bnb-0.1/model=tiny",
+       "'bnb-0.1'"},
+      {"cpu/nf4/param=bf16/compute=bf16/optim=adamw8bit/amp=fp16/adapter=peft/kbit=on/"
+       "ckpt=off/stack=current/model=huge",
+       "'huge'"},
       {"gpu/nf4/param=bf16/compute=bf16/optim=adamw8bit", "unknown device 'gpu'"},
       {"cuda:01/nf4/param=bf16/compute=bf16/optim=adamw8bit", "unknown device 'cuda:01'"},
       {"cpu/nf5/param=bf16/compute=bf16/optim=adamw8bit", "'nf5'"},
@@ -195,13 +279,45 @@ TEST(CaseAxes, PairsInIdOrder) {
   c.param_dtype = Dtype::kFp16;
   c.compute_dtype = Dtype::kBf16;
   c.optimizer = OptimizerKind::kAdamWParamDtype;
+  c.amp = Amp::kBf16;
+  c.grad_checkpointing = GradCheckpointing::kNonReentrant;
+  c.stack = Stack::kBnb044;
+  c.model = ModelPreset::kOutlier;
   const std::vector<std::pair<std::string, std::string>> expected = {
-      {"device", "cpu"},         {"weights", "fp4"},         {"double_quant", "true"},
-      {"param_dtype", "fp16"},   {"compute_dtype", "bf16"}, {"optimizer", "adamw-param"}};
+      {"device", "cpu"},          {"weights", "fp4"},
+      {"double_quant", "true"},   {"param_dtype", "fp16"},
+      {"compute_dtype", "bf16"},  {"optimizer", "adamw-param"},
+      {"amp", "bf16"},            {"adapter_dtype", "model"},
+      {"prepare_kbit", "off"},    {"grad_checkpointing", "non-reentrant"},
+      {"stack", "bnb-0.44"},      {"model", "outlier"}};
   EXPECT_EQ(c.axes(), expected);
+  // case_axes() names the same axes in the same order, with the id keys of id().
+  ASSERT_EQ(case_axes().size(), expected.size());
+  for (size_t i = 0; i < expected.size(); ++i) EXPECT_EQ(case_axes()[i].name, expected[i].first);
+  EXPECT_EQ(case_axes()[3].id_key, "param");
+  EXPECT_EQ(case_axes()[8].id_key, "kbit");
+  EXPECT_EQ(case_axes()[8].values, (std::vector<std::string>{"off", "on"}));
   // Not applicable to int8: reported as false, as in the id.
   c.weights = WeightFormat::kInt8;
   EXPECT_EQ(c.axes()[2], (std::pair<std::string, std::string>{"double_quant", "false"}));
+}
+
+TEST(CaseAxes, SetAxisTakesMatrixSpellingsAndRejectsOthers) {
+  Case c;
+  set_axis(c, "prepare_kbit", "on");
+  set_axis(c, "grad_checkpointing", "reentrant");
+  set_axis(c, "stack", "peft-0.5");
+  set_axis(c, "adapter_dtype", "base");
+  EXPECT_TRUE(c.prepare_kbit);
+  EXPECT_EQ(c.grad_checkpointing, GradCheckpointing::kReentrant);
+  EXPECT_EQ(c.stack, Stack::kPeft05);
+  EXPECT_EQ(c.adapter_dtype, AdapterDtype::kBase);
+  expect_contains(invalid_argument_message([&] { set_axis(c, "amp", "fp8"); }),
+                  {"'fp8'", "none", "fp16", "bf16"});
+  expect_contains(invalid_argument_message([&] { set_axis(c, "prepare_kbit", "true"); }),
+                  {"'true'", "off, on"});
+  expect_contains(invalid_argument_message([&] { set_axis(c, "precision", "fp16"); }),
+                  {"'precision'", "amp", "stack", "model"});
 }
 
 TEST(OutcomeNames, SpellTheDesignList) {

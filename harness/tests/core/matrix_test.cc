@@ -33,10 +33,14 @@ std::string error_of(const std::string& yaml) {
   return "";
 }
 
+// The later axes at their defaults (case.h: what a case of the original core ran).
+const std::string kDefaultSuffix = "/amp=none/adapter=model/kbit=off/ckpt=off/stack=current/model=tiny";
+
 // An id with device auto (the unresolved default) from its readable parts.
 std::string id(const std::string& weights, const std::string& param, const std::string& compute,
                const std::string& optim) {
-  return "auto/" + weights + "/param=" + param + "/compute=" + compute + "/optim=" + optim;
+  return "auto/" + weights + "/param=" + param + "/compute=" + compute + "/optim=" + optim +
+         kDefaultSuffix;
 }
 
 std::string source_path(const std::string& relative) {
@@ -63,10 +67,9 @@ TEST(MatrixExpansion, AxesNotGivenTakeCaseDefaultsAndDeviceAuto) {
   const Matrix m = parse_matrix("matrix:\n  compute_dtype: [bf16]\n", "t.yaml");
   ASSERT_EQ(m.cases.size(), 1u);
   // Case defaults: nf4, no double quant, fp32 params, adamw-fp32; device defaults to auto.
-  EXPECT_EQ(m.cases[0].id(), "auto/nf4/param=fp32/compute=bf16/optim=adamw-fp32");
+  EXPECT_EQ(m.cases[0].id(), "auto/nf4/param=fp32/compute=bf16/optim=adamw-fp32" + kDefaultSuffix);
   EXPECT_EQ(m.source, "t.yaml");
   // No settings: RunSettings defaults.
-  EXPECT_EQ(m.settings.model, "tiny");
   EXPECT_EQ(m.settings.steps, 8);
 }
 
@@ -214,7 +217,6 @@ TEST(MatrixExpansion, DevicesAndSettingsAreRead) {
       "matrix:\n"
       "  device: [cpu, cuda:1]\n"
       "settings:\n"
-      "  model: tiny\n"
       "  steps: 3\n"
       "  warmup_steps: 0\n"
       "  lora_rank: 4\n"
@@ -224,8 +226,8 @@ TEST(MatrixExpansion, DevicesAndSettingsAreRead) {
       "  seed: 18446744073709551615\n",
       "t.yaml");
   EXPECT_EQ(ids_of(m.cases), (std::vector<std::string>{
-                                 "cpu/nf4/param=fp32/compute=fp32/optim=adamw-fp32",
-                                 "cuda:1/nf4/param=fp32/compute=fp32/optim=adamw-fp32"}));
+                                 "cpu/nf4/param=fp32/compute=fp32/optim=adamw-fp32" + kDefaultSuffix,
+                                 "cuda:1/nf4/param=fp32/compute=fp32/optim=adamw-fp32" + kDefaultSuffix}));
   EXPECT_EQ(m.settings.steps, 3);
   EXPECT_EQ(m.settings.warmup_steps, 0);
   EXPECT_EQ(m.settings.lora_rank, 4);
@@ -239,8 +241,8 @@ TEST(MatrixExpansion, DevicesAndSettingsAreRead) {
 
 // 4 weights x 2 double_quant x 3 param x 3 compute x 4 optimizers = 288 combinations; the file
 // excludes double_quant for none and int8: 2 x 3 x 3 x 4 = 72; 288 - 72 = 216 cases.
-TEST(ShippedMatrices, DefaultIsTheFullMatrix) {
-  const Matrix m = load_matrix(source_path("cases/default.yaml"));
+TEST(ShippedMatrices, CoreIsTheOriginal216) {
+  const Matrix m = load_matrix(source_path("cases/core.yaml"));
   EXPECT_EQ(m.cases.size(), 216u);
   std::map<std::string, int> per_weights;
   std::set<std::string> ids;
@@ -261,7 +263,6 @@ TEST(ShippedMatrices, DefaultIsTheFullMatrix) {
   EXPECT_EQ(m.cases[36].id(), id("nf4", "fp32", "fp32", "adamw-fp32"));
   EXPECT_EQ(m.cases[72].id(), id("nf4-dq", "fp32", "fp32", "adamw-fp32"));
   EXPECT_EQ(m.cases.back().id(), id("int8", "bf16", "bf16", "paged-adamw8bit"));
-  EXPECT_EQ(m.settings.model, "tiny");
   EXPECT_EQ(m.settings.steps, 8);
 }
 
@@ -277,7 +278,6 @@ TEST(ShippedMatrices, SmokeIsADozenRepresentativeCases) {
       id("int8", "fp16", "fp16", "adamw-param")};
   EXPECT_EQ(ids_of(m.cases), expected);
   EXPECT_EQ(m.settings.steps, 4);
-  EXPECT_EQ(m.settings.model, "tiny");
 }
 
 // --- errors: file:line:column (1-based), counted by hand in each text ---------------------------
@@ -296,7 +296,8 @@ TEST(MatrixErrors, UnknownAxisNamesTheValidOnes) {
                      "  weights: [nf4]\n"
                      "  quant_storage: [uint8]\n"),
             "x.yaml:3:3: unknown axis 'quant_storage' (expected device, weights, double_quant, "
-            "param_dtype, compute_dtype, optimizer, include, exclude)");
+            "param_dtype, compute_dtype, optimizer, amp, adapter_dtype, prepare_kbit, "
+            "grad_checkpointing, stack, model, include, exclude)");
 }
 
 TEST(MatrixErrors, UnknownValueNamesAxisAndValidValues) {
@@ -392,8 +393,11 @@ TEST(MatrixErrors, SettingsAreTypedAndRanged) {
             "x.yaml:4:15: setting 'lora_alpha' must be a number, got '.nan'");
   EXPECT_EQ(error_of(base + "  steps: [8]\n").rfind("x.yaml:4:10: setting 'steps' must be", 0), 0u);
   const std::string unknown = error_of(base + "  epochs: 3\n");
-  EXPECT_EQ(unknown.rfind("x.yaml:4:3: unknown setting 'epochs' (expected model, steps,", 0), 0u)
+  EXPECT_EQ(unknown.rfind("x.yaml:4:3: unknown setting 'epochs' (expected steps,", 0), 0u)
       << unknown;
+  // The model preset moved from the settings to the axes: the old spelling says where it went.
+  EXPECT_EQ(error_of(base + "  model: tiny\n"),
+            "x.yaml:4:3: 'model' is an axis now: list it under matrix, e.g. model: [tiny]");
 }
 
 TEST(MatrixErrors, LoadNamesTheFileItCannotRead) {
@@ -411,7 +415,7 @@ TEST(MatrixErrors, LoadNamesTheFileItCannotRead) {
 
 class ShippedDefault : public ::testing::Test {
  protected:
-  void SetUp() override { cases_ = load_matrix(source_path("cases/default.yaml")).cases; }
+  void SetUp() override { cases_ = load_matrix(source_path("cases/core.yaml")).cases; }
   std::vector<Case> cases_;
 };
 
@@ -427,7 +431,7 @@ TEST_F(ShippedDefault, FilterKeepsIdsContainingAnyItem) {
   EXPECT_EQ(filter_cases(cases_, "compute=fp16").size(), 72u);
   EXPECT_TRUE(filter_cases(cases_, "fp8").empty());
   // A full id selects exactly that case (the reproduction command).
-  const std::string one = "auto/fp4-dq/param=bf16/compute=fp16/optim=adamw8bit";
+  const std::string one = "auto/fp4-dq/param=bf16/compute=fp16/optim=adamw8bit" + kDefaultSuffix;
   EXPECT_EQ(ids_of(filter_cases(cases_, one)), std::vector<std::string>{one});
   // Order is kept.
   const auto kept = filter_cases(cases_, "int8,none");
@@ -478,15 +482,15 @@ TEST(ResolveDevice, ReplacesAutoAndDropsNewDuplicates) {
   ASSERT_EQ(on_cpu.cases.size(), 4u);
   resolve_device(on_cpu, "cpu");
   EXPECT_EQ(ids_of(on_cpu.cases),
-            (std::vector<std::string>{"cpu/nf4/param=fp32/compute=fp32/optim=adamw-fp32",
-                                      "cpu/int8/param=fp32/compute=fp32/optim=adamw-fp32"}));
+            (std::vector<std::string>{"cpu/nf4/param=fp32/compute=fp32/optim=adamw-fp32" + kDefaultSuffix,
+                                      "cpu/int8/param=fp32/compute=fp32/optim=adamw-fp32" + kDefaultSuffix}));
   Matrix on_gpu = parse_matrix(text, "t.yaml");
   resolve_device(on_gpu, "cuda:0");
   EXPECT_EQ(ids_of(on_gpu.cases),
-            (std::vector<std::string>{"cuda:0/nf4/param=fp32/compute=fp32/optim=adamw-fp32",
-                                      "cuda:0/int8/param=fp32/compute=fp32/optim=adamw-fp32",
-                                      "cpu/nf4/param=fp32/compute=fp32/optim=adamw-fp32",
-                                      "cpu/int8/param=fp32/compute=fp32/optim=adamw-fp32"}));
+            (std::vector<std::string>{"cuda:0/nf4/param=fp32/compute=fp32/optim=adamw-fp32" + kDefaultSuffix,
+                                      "cuda:0/int8/param=fp32/compute=fp32/optim=adamw-fp32" + kDefaultSuffix,
+                                      "cpu/nf4/param=fp32/compute=fp32/optim=adamw-fp32" + kDefaultSuffix,
+                                      "cpu/int8/param=fp32/compute=fp32/optim=adamw-fp32" + kDefaultSuffix}));
   EXPECT_THROW(resolve_device(on_gpu, "auto"), std::invalid_argument);
   EXPECT_THROW(resolve_device(on_gpu, "gpu"), std::invalid_argument);
 }

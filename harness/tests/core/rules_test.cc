@@ -235,8 +235,14 @@ TEST(RulesMatch, NoMatchingRuleIsALogicError) {
 TEST(ApplyFix, SetsTheGivenAxesAndKeepsTheRest) {
   const Case c = Case::from_id("cuda:1/nf4/param=fp16/compute=fp16/optim=adamw-param");
   const Case fixed = apply_fix(c, Fix{{{"compute_dtype", "bf16"}, {"double_quant", "true"}}, "t"});
-  EXPECT_EQ(fixed.id(), "cuda:1/nf4-dq/param=fp16/compute=bf16/optim=adamw-param");
+  EXPECT_EQ(fixed.id(), Case::from_id("cuda:1/nf4-dq/param=fp16/compute=bf16/optim=adamw-param").id());
   EXPECT_TRUE(fixed.double_quant);
+  // The later axes are fixes too (upgrade a library, drop a hand cast, turn autocast off).
+  const Case upgraded = apply_fix(
+      c, Fix{{{"stack", "current"}, {"adapter_dtype", "peft"}, {"amp", "bf16"}}, "t"});
+  EXPECT_EQ(upgraded.adapter_dtype, AdapterDtype::kPeft);
+  EXPECT_EQ(upgraded.amp, Amp::kBf16);
+  EXPECT_EQ(upgraded.param_dtype, Dtype::kFp16);
 }
 
 TEST(ApplyFix, DoubleQuantDropsWithNon4BitWeights) {
@@ -558,6 +564,28 @@ TEST(RulesReject, FixThatChangesTheConditionIsAccepted) {
            rule("b", "{double_quant: true}", "oom",
                 "    fix:\n      set: {weights: int8}\n      text: t\n"));
   EXPECT_EQ(error_of(text), "");
+}
+
+// The later axes are conditions and fixes like the others, checked the same way.
+TEST(RulesReject, LaterAxesInConditionsAndFixes) {
+  const std::string good = file(rule("unscale-fp16", "{amp: fp16, adapter_dtype: model, param_dtype: fp16}",
+                                     "unsupported_dtype",
+                                     "    fix:\n      set: {adapter_dtype: peft}\n      text: t\n"));
+  EXPECT_EQ(error_of(good), "");
+  const Rules rules = parse_rules(good, "r.yaml");
+  Case c = make_case("none/param=fp16/compute=fp16/optim=adamw-fp32");
+  c.amp = Amp::kFp16;
+  EXPECT_EQ(rules.match(c, cpu()).id, "unscale-fp16");
+  c.amp = Amp::kBf16;
+  EXPECT_EQ(rules.match(c, cpu()).id, "rest");  // kCatchAll's id
+  // A fix to another value the condition accepts leaves it holding.
+  const std::string stacks = file(rule("old-bnb", "{stack: [bnb-0.44, bnb-0.46]}", "unsupported_op",
+                                       "    fix:\n      set: {stack: bnb-0.46}\n      text: t\n"));
+  expect_error(stacks, line_of(stacks, "fix:"),
+               {"rule 'old-bnb': ", "its fix leaves the rule's condition holding"});
+  // Values are checked against the axis.
+  const std::string bad = file(rule("bad", "{prepare_kbit: yes}", "ok"));
+  expect_error(bad, line_of(bad, "prepare_kbit"), {"rule 'bad': ", "'yes'", "off, on"});
 }
 
 // --- files --------------------------------------------------------------------------------------

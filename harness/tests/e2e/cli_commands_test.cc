@@ -43,12 +43,12 @@ TEST_F(CliTest, ListFiltersAndShardsPartition) {
   ASSERT_EQ(all.exit_code, 0) << all.err;
   const auto ids = non_empty_lines(all.out);
   ASSERT_EQ(ids.size(), 4u);
-  EXPECT_EQ(ids[0], "cpu/none/param=fp32/compute=fp32/optim=adamw-fp32");
+  EXPECT_EQ(ids[0], full_id("cpu/none/param=fp32/compute=fp32/optim=adamw-fp32"));
 
   Result filtered = run({"list", "--matrix", m.string(), "--filter", "nf4,int8"});
   EXPECT_EQ(non_empty_lines(filtered.out),
-            (std::vector<std::string>{"cpu/nf4/param=fp32/compute=fp32/optim=adamw-fp32",
-                                      "cpu/int8/param=fp32/compute=fp32/optim=adamw-fp32"}));
+            (std::vector<std::string>{full_id("cpu/nf4/param=fp32/compute=fp32/optim=adamw-fp32"),
+                                      full_id("cpu/int8/param=fp32/compute=fp32/optim=adamw-fp32")}));
 
   std::multiset<std::string> union_of_shards;
   for (int i = 1; i <= 3; ++i) {

@@ -32,6 +32,12 @@ namespace fs = std::filesystem;
 
 // Absolute: the CLI runs in a scratch folder of its own (Bazel passes paths relative to the
 // runfiles root, where the tests start).
+// The full id of a case of the original core (five parts): the later axes at the defaults case.h
+// documents for such ids.
+inline std::string full_id(const std::string& core_id) {
+  return core_id + "/amp=none/adapter=model/kbit=off/ckpt=off/stack=current/model=tiny";
+}
+
 inline std::string cli_path() { return fs::absolute(QLC_CLI_PATH).string(); }
 inline fs::path source_dir() { return fs::absolute(QLC_SOURCE_DIR); }
 

@@ -21,7 +21,7 @@ struct FaultCase {
 class FaultIsolationTest : public CliTest, public ::testing::WithParamInterface<FaultCase> {};
 
 // The faulty case: the nf4 one ("cpu/fp4/..." does not contain "cpu/nf4/").
-constexpr const char* kFaultyId = "cpu/nf4/param=fp32/compute=fp32/optim=adamw-fp32";
+const std::string kFaultyId = full_id("cpu/nf4/param=fp32/compute=fp32/optim=adamw-fp32");
 
 TEST_P(FaultIsolationTest, FaultyCaseIsRecordedAndTheOthersRun) {
   const FaultCase& fc = GetParam();

@@ -51,10 +51,14 @@ TEST_F(RulesCliTest, CheckPassesAsPredictedAndVerifiesTheFix) {
   Result r = run({"check", kFp16StatesCase, "--matrix", m.string(), "--out", out.string(),
                   "--steps", "2"});
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
-  EXPECT_NE(r.out.find("as predicted: " + std::string(kFp16StatesCase)), std::string::npos) << r.out;
+  // A five-part id of the original core names its case; the output spells it in full.
+  EXPECT_NE(r.out.find("as predicted: " + full_id(kFp16StatesCase)), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("fix verified"), std::string::npos) << r.out;
 
-  const fs::path record_file = out / "cases" / "cpu_none_param=fp16_compute=fp32_optim=adamw-param.jsonl";
+  const fs::path record_file =
+      out / "cases" /
+      "cpu_none_param=fp16_compute=fp32_optim=adamw-param_amp=none_adapter=model_kbit=off_ckpt=off_"
+      "stack=current_model=tiny.jsonl";
   auto records = read_records(record_file);
   ASSERT_EQ(records.size(), 1u);
   const auto& rec = records[0];
@@ -64,7 +68,7 @@ TEST_F(RulesCliTest, CheckPassesAsPredictedAndVerifiesTheFix) {
   ASSERT_TRUE(rec.contains("fix_check")) << rec.dump();
   EXPECT_EQ(rec.at("fix_check").at("outcome"), "ok");
   EXPECT_TRUE(rec.at("fix_check").at("verified").get<bool>());
-  EXPECT_NE(rec.at("fix_check").at("case"), kFp16StatesCase);
+  EXPECT_NE(rec.at("fix_check").at("case"), full_id(kFp16StatesCase));
 
   // `collect` gathers the check's record; `explain` shows prediction, audit and the fix check.
   Result c = run({"collect", "--out", out.string()});
@@ -102,7 +106,7 @@ TEST_F(RulesCliTest, MispredictingRuleFailsExactlyTheCasesItCovers) {
   Result bad = run({"check", nf4_case, "--matrix", m.string(), "--rules",
                     (dir_ / "wrong.yaml").string(), "--out", out.string(), "--steps", "2"});
   EXPECT_EQ(bad.exit_code, 1) << bad.out << bad.err;
-  EXPECT_NE(bad.out.find("NOT AS PREDICTED: " + nf4_case), std::string::npos) << bad.out;
+  EXPECT_NE(bad.out.find("NOT AS PREDICTED: " + full_id(nf4_case)), std::string::npos) << bad.out;
   EXPECT_NE(bad.out.find("predicted nan_loss, observed ok"), std::string::npos) << bad.out;
   EXPECT_NE(bad.out.find("rule:     nf4-wrongly-fails (" + (dir_ / "wrong.yaml").string() + ":2)"),
             std::string::npos)

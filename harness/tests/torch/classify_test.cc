@@ -7,7 +7,7 @@
 #include <functional>
 #include <string>
 
-#include "verdicts/classify.h"
+#include "qlc/harness/classify.h"
 
 namespace qlc::harness {
 namespace {

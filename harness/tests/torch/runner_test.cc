@@ -44,7 +44,7 @@ TEST(RunCase, Fp32Nf4Learns) {
       make_case(WeightFormat::kNf4, false, Dtype::kFp32, Dtype::kFp32, OptimizerKind::kAdamWFp32), s,
       context());
   ASSERT_EQ(to_string(r.outcome), "ok") << r.message;
-  EXPECT_EQ(r.case_id, "cpu/nf4/param=fp32/compute=fp32/optim=adamw-fp32");
+  EXPECT_EQ(r.case_id, Case::from_id("cpu/nf4/param=fp32/compute=fp32/optim=adamw-fp32").id());
   ASSERT_EQ(r.losses.size(), static_cast<size_t>(s.warmup_steps + s.steps));
   for (size_t i = 1; i < r.losses.size(); ++i) EXPECT_LT(r.losses[i], r.losses[i - 1]);
   // Near ln(256) = 5.545 at the start (see model_test), and learning visibly: over 5% in 9 steps
@@ -165,9 +165,6 @@ TEST(RunCase, BadSettingsAreHarnessErrors) {
       make_case(WeightFormat::kNf4, false, Dtype::kFp32, Dtype::kFp32, OptimizerKind::kAdamWFp32), s,
       context());
   EXPECT_EQ(to_string(r.outcome), "harness_error");
-  s = RunSettings();
-  s.model = "huge";
-  EXPECT_EQ(to_string(run_case(Case(), s, context()).outcome), "harness_error");
 }
 
 // ---- the no-learning criterion -----------------------------------------------------------------

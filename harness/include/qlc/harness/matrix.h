@@ -8,9 +8,11 @@
 //       - {weights: none, double_quant: true}
 //     include:                              # extend matching combinations, or add new ones
 //       - {weights: nf4, double_quant: true, param_dtype: bf16, compute_dtype: bf16, optimizer: adamw8bit}
-//   settings: {model: tiny, steps: 8}       # optional RunSettings overrides
+//   settings: {steps: 8}                    # optional RunSettings overrides
 //
-// Axes not given take the Case defaults; `device` defaults to `auto`, resolved by the caller.
+// The axes are case_axes() (case.h): device, weights, double_quant, param_dtype, compute_dtype,
+// optimizer, amp, adapter_dtype, prepare_kbit, grad_checkpointing, stack, model. Axes not given
+// take the Case defaults; `device` defaults to `auto`, resolved by the caller.
 //
 // Expansion, as GitHub Actions does it (docs.github.com, "Running variations of jobs in a
 // workflow"):

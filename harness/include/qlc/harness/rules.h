@@ -15,8 +15,9 @@
 //         set: {optimizer: adamw-fp32}            #   axes to change (valid values only)
 //         text: ...                               #   the same as a sentence (required)
 //
-// Condition keys: the case axes `weights`, `double_quant`, `param_dtype`, `compute_dtype`,
-// `optimizer` (values as in matrix files), and the device facts `device_type` (cpu, cuda),
+// Condition keys: the case axes but the device (case_axes(): `weights`, `double_quant`,
+// `param_dtype`, `compute_dtype`, `optimizer`, `amp`, `adapter_dtype`, `prepare_kbit`,
+// `grad_checkpointing`, `stack`, `model`; values as in matrix files), and the device facts `device_type` (cpu, cuda),
 // `libtorch_below` / `libtorch_at_least` ("MAJOR.MINOR[.PATCH]", compared numerically),
 // `compute_capability_below` / `compute_capability_at_least` (e.g. 8.0; a CPU has none, so these
 // never hold on a CPU). The first rule whose condition holds makes the prediction.
