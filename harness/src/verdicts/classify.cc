@@ -47,6 +47,9 @@ const std::vector<MessagePattern>& message_patterns() {
       {"doesn't support bf16", Outcome::kUnsupportedDtype, "'Your setup doesn't support bf16/gpu'"},
       {"CUBLAS_STATUS_NOT_SUPPORTED", Outcome::kUnsupportedDtype,
        "bf16 GEMM on GPUs without bf16 tensor cores (sm_60)"},
+      {"AutocastCPU only support Bfloat16", Outcome::kUnsupportedDtype,
+       "CPU autocast with fp16 before LibTorch 2.2 ('Currently, AutocastCPU only support Bfloat16 "
+       "as the autocast_cpu_dtype')"},
       {"Attempting to unscale FP16 gradients", Outcome::kUnsupportedDtype,
        "fp16 trainable parameters under AMP gradient scaling"},
 
