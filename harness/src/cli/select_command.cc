@@ -6,6 +6,7 @@
 
 #include "commands.h"
 #include "qlc/harness/environment.h"
+#include "qlc/harness/shard.h"
 
 namespace qlc::harness::cli {
 namespace {

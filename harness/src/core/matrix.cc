@@ -420,17 +420,4 @@ std::vector<Case> filter_cases(const std::vector<Case>& cases, const std::string
   return out;
 }
 
-std::vector<Case> shard_cases(const std::vector<Case>& cases, int index, int count) {
-  if (count < 1 || index < 1 || index > count) {
-    throw std::invalid_argument("bad shard " + std::to_string(index) + "/" + std::to_string(count) +
-                                " (expected i/n with 1 <= i <= n)");
-  }
-  std::vector<Case> out;
-  for (std::size_t i = static_cast<std::size_t>(index - 1); i < cases.size();
-       i += static_cast<std::size_t>(count)) {
-    out.push_back(cases[i]);
-  }
-  return out;
-}
-
 }  // namespace qlc::harness

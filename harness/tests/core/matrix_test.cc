@@ -1,5 +1,5 @@
 // Matrix files: GitHub Actions' expansion rules, the shipped matrices, errors with
-// file:line:column, filters and shards.
+// file:line:column and filters (shards: shard_test.cc).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -411,7 +411,7 @@ TEST(MatrixErrors, LoadNamesTheFileItCannotRead) {
   EXPECT_THROW(load_matrix(source_path("cases")), MatrixError);
 }
 
-// --- filter, shard, device resolution -----------------------------------------------------------
+// --- filter, device resolution ----------------------------------------------------------------
 
 class ShippedDefault : public ::testing::Test {
  protected:
@@ -440,40 +440,6 @@ TEST_F(ShippedDefault, FilterKeepsIdsContainingAnyItem) {
     const auto b = std::find(cases_.begin(), cases_.end(), kept[i]);
     EXPECT_LT(a, b);
   }
-}
-
-TEST_F(ShippedDefault, ShardsPartitionTheCaseListExactly) {
-  for (int n = 1; n <= 7; ++n) {
-    std::map<std::string, int> seen;
-    std::size_t smallest = cases_.size(), largest = 0;
-    for (int i = 1; i <= n; ++i) {
-      const auto shard = shard_cases(cases_, i, n);
-      smallest = std::min(smallest, shard.size());
-      largest = std::max(largest, shard.size());
-      for (std::size_t k = 0; k < shard.size(); ++k) {
-        // Shard i holds cases i-1, i-1+n, i-1+2n, ...
-        EXPECT_EQ(shard[k].id(), cases_[static_cast<std::size_t>(i - 1) + k * n].id());
-        ++seen[shard[k].id()];
-      }
-    }
-    EXPECT_EQ(seen.size(), cases_.size()) << n;
-    for (const auto& [case_id, count] : seen) EXPECT_EQ(count, 1) << case_id;
-    EXPECT_LE(largest - smallest, 1u) << n;
-  }
-}
-
-TEST(Shard, SmallListsAndBadArguments) {
-  const Matrix m = parse_matrix("matrix:\n  optimizer: [adamw-fp32, adamw-param, adamw8bit]\n"
-                                "  weights: [nf4, int8]\n", "t.yaml");
-  ASSERT_EQ(m.cases.size(), 6u);
-  // Shard 2/4 of 6: indices 1 and 5.
-  EXPECT_EQ(ids_of(shard_cases(m.cases, 2, 4)),
-            (std::vector<std::string>{m.cases[1].id(), m.cases[5].id()}));
-  // More shards than cases: the last shards are empty.
-  EXPECT_TRUE(shard_cases(m.cases, 8, 8).empty());
-  EXPECT_THROW(shard_cases(m.cases, 0, 4), std::invalid_argument);
-  EXPECT_THROW(shard_cases(m.cases, 5, 4), std::invalid_argument);
-  EXPECT_THROW(shard_cases(m.cases, 1, 0), std::invalid_argument);
 }
 
 TEST(ResolveDevice, ReplacesAutoAndDropsNewDuplicates) {

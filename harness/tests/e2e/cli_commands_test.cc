@@ -1,4 +1,4 @@
-// --help on every command, `list` as a dry run (filter, shard) and `env`.
+// --help on every command, `list` as a dry run (filter, shards of the shipped matrix) and `env`.
 #include <set>
 #include <string>
 
@@ -65,6 +65,27 @@ TEST_F(CliTest, ListFiltersAndShardsPartition) {
   Result autod = run({"list", "--matrix", m.string(), "--device", "auto"});
   for (const auto& id : non_empty_lines(autod.out)) {
     EXPECT_TRUE(id.rfind("cpu/", 0) == 0 || id.rfind("cuda:0/", 0) == 0) << id;
+  }
+}
+
+TEST_F(CliTest, ShardsOfTheShippedMatrixCoverItOnce) {
+  // What CI's shards run: for several N, the N `list --shard I/N` outputs together are the
+  // unsharded list, no case twice.
+  const std::string m = (source_dir() / "cases/default.yaml").string();
+  Result all = run({"list", "--matrix", m, "--device", "cpu"});
+  ASSERT_EQ(all.exit_code, 0) << all.err;
+  const auto ids = non_empty_lines(all.out);
+  ASSERT_EQ(ids.size(), 216u);
+  for (int n : {2, 5, 8}) {
+    std::multiset<std::string> union_of_shards;
+    for (int i = 1; i <= n; ++i) {
+      const std::string shard_arg = std::to_string(i) + "/" + std::to_string(n);
+      Result shard = run({"list", "--matrix", m, "--device", "cpu", "--shard", shard_arg});
+      ASSERT_EQ(shard.exit_code, 0) << shard.err;
+      EXPECT_FALSE(non_empty_lines(shard.out).empty()) << shard_arg;
+      for (const auto& id : non_empty_lines(shard.out)) union_of_shards.insert(id);
+    }
+    EXPECT_EQ(union_of_shards, std::multiset<std::string>(ids.begin(), ids.end())) << n;
   }
 }
 

@@ -69,8 +69,4 @@ void resolve_device(Matrix& matrix, const std::string& resolved);
 // (`--filter nf4-dq,int8`); an empty filter keeps all. Items are trimmed; empty items ignored.
 std::vector<Case> filter_cases(const std::vector<Case>& cases, const std::string& filter);
 
-// Shard i of n (1-based, `--shard 2/4`): every n-th case starting at i-1, stable across machines.
-// The n shards partition the list. Throws std::invalid_argument unless 1 <= i <= n.
-std::vector<Case> shard_cases(const std::vector<Case>& cases, int index, int count);
-
 }  // namespace qlc::harness
