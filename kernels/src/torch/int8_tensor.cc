@@ -71,6 +71,24 @@ Int8Activation quantize_activation(const char* function, const at::Tensor& x2d, 
   return a;
 }
 
+// Dequantization of a checked weight into a checked `out` (its dtype is the one written).
+void dequantize_rowwise_impl(const char* fn, const Int8Weight& weight, Int8DequantOrder order,
+                             const at::Tensor& out) {
+  const Backend backend = detail::backend_of(fn, "weight.cb", weight.cb);
+  const at::Tensor q = weight.cb.contiguous();
+  const at::Tensor stats = weight.scb.contiguous();
+  if (q.numel() == 0) return;
+  if (backend == Backend::kCpu) {
+    detail::with_float_type(out.scalar_type(), [&](auto tag) {
+      using T = decltype(tag);
+      dequantize_int8_rowwise_reference(typed<int8_t>(q), typed<float>(stats), q.size(0), q.size(1),
+                                        order, typed_mut<T>(out));
+    });
+  } else {
+    detail::cuda_backend::dequantize_int8_rowwise(fn, q, stats, order, out);
+  }
+}
+
 }  // namespace
 
 Int8Weight quantize_int8_rowwise(const at::Tensor& weight) {
@@ -102,23 +120,21 @@ Int8Weight quantize_int8_rowwise(const at::Tensor& weight) {
 
 at::Tensor dequantize_int8_rowwise(const Int8Weight& weight, at::ScalarType dtype, Int8DequantOrder order) {
   constexpr const char* kFn = "dequantize_int8_rowwise";
-  const Backend backend = detail::backend_of(kFn, "weight.cb", weight.cb);
+  detail::backend_of(kFn, "weight.cb", weight.cb);
   check_weight(kFn, weight);
   detail::check_out_dtype(kFn, dtype);
-  const at::Tensor q = weight.cb.contiguous();
-  const at::Tensor stats = weight.scb.contiguous();
-  at::Tensor out = at::empty(q.sizes(), q.options().dtype(dtype));
-  if (q.numel() == 0) return out;
-  if (backend == Backend::kCpu) {
-    detail::with_float_type(dtype, [&](auto tag) {
-      using T = decltype(tag);
-      dequantize_int8_rowwise_reference(typed<int8_t>(q), typed<float>(stats), q.size(0), q.size(1),
-                                        order, typed_mut<T>(out));
-    });
-  } else {
-    detail::cuda_backend::dequantize_int8_rowwise(kFn, q, stats, order, out);
-  }
+  at::Tensor out = at::empty(weight.cb.sizes(), weight.cb.options().dtype(dtype));
+  dequantize_rowwise_impl(kFn, weight, order, out);
   return out;
+}
+
+void dequantize_int8_rowwise_out(const Int8Weight& weight, const at::Tensor& out, Int8DequantOrder order) {
+  constexpr const char* kFn = "dequantize_int8_rowwise_out";
+  detail::backend_of(kFn, "weight.cb", weight.cb);
+  check_weight(kFn, weight);
+  detail::check_output(kFn, "out", out, at::ScalarType::Undefined, weight.cb.sizes(), weight.cb.device(),
+                       "weight.cb");
+  dequantize_rowwise_impl(kFn, weight, order, out);
 }
 
 Int8Activation quantize_int8_activation(const at::Tensor& x, double threshold) {

@@ -21,6 +21,8 @@ using detail::typed_mut;
 
 constexpr const char* kQuantize = "quantize_4bit";
 constexpr const char* kDequantize = "dequantize_4bit";
+constexpr const char* kQuantizeOut = "quantize_4bit_out";
+constexpr const char* kDequantizeOut = "dequantize_4bit_out";
 
 // A fp32 copy of a code table on `device` (bitsandbytes keeps one in every QuantState).
 at::Tensor table_tensor(const float* values, int64_t n, at::Device device) {
@@ -53,6 +55,79 @@ at::Tensor restore_absmax(const NestedAbsmax& nested, const at::Tensor& q, int64
       .add(static_cast<double>(nested.offset));
 }
 
+// quantize_4bit into `state`'s buffers (checked): its blocksize, quant type and double
+// quantization (nested set) say how; shape, dtype and code books are set from `weight`.
+void quantize_4bit_impl(const char* fn, const at::Tensor& weight, QuantState4& state) {
+  const Backend backend = detail::backend_of(fn, "weight", weight);
+  detail::check_float_dtype(fn, "weight", weight);
+  detail::check_blocksize(fn, state.blocksize);
+  const int64_t n = weight.numel();
+  const int64_t blocks = num_blocks(n, state.blocksize);
+  const bool double_quant = state.nested.has_value();
+  const at::Device device = weight.device();
+  detail::check_output(fn, "state.packed", state.packed, at::kByte, {packed_bytes_4bit(n), 1}, device, "weight");
+  detail::check_output(fn, "state.absmax", state.absmax, double_quant ? at::kByte : at::kFloat, {blocks},
+                       device, "weight");
+  if (double_quant)
+    detail::check_output(fn, "state.nested.absmax2", state.nested->absmax2, at::kFloat,
+                         {num_blocks(blocks, kDoubleQuantBlocksize)}, device, "weight");
+  detail::check_finite(fn, "weight", weight, "bitsandbytes would silently produce garbage");
+
+  const at::Tensor x = weight.contiguous();
+  const QuantType4 type = state.quant_type;
+  state.code = table_tensor(codebook4(type).code, 16, device);
+  state.shape = weight.sizes().vec();
+  state.dtype = weight.scalar_type();
+  // Without double quantization the absmax values go straight to the state.
+  at::Tensor absmax = double_quant ? at::empty({blocks}, x.options().dtype(at::kFloat)) : state.absmax;
+  if (n > 0) {
+    if (backend == Backend::kCpu) {
+      detail::with_float_type(x.scalar_type(), [&](auto tag) {
+        using T = decltype(tag);
+        CpuKernels::quantize_4bit(typed<T>(x), n, state.blocksize, type, typed_mut<uint8_t>(state.packed),
+                                  typed_mut<float>(absmax));
+      });
+    } else {
+      detail::cuda_backend::quantize_4bit(fn, x, state.blocksize, type, state.packed, absmax);
+    }
+  }
+  if (!double_quant) return;
+
+  // compress_statistics: offset = mean(absmax), then absmax - offset in 8 bits, blocks of 256.
+  NestedAbsmax& nested = *state.nested;
+  nested.blocksize = kDoubleQuantBlocksize;
+  nested.code = table_tensor(dynamic_map(true).code, 256, device);
+  if (blocks == 0) {
+    nested.offset = std::numeric_limits<float>::quiet_NaN();  // torch's mean of nothing, as bnb stores
+  } else if (backend == Backend::kCpu) {
+    nested.offset = torch_cpu_mean(typed<float>(absmax), blocks, kTorchMeanLanes);
+    double_quantize_reference(typed<float>(absmax), blocks, nested.offset,
+                              typed_mut<uint8_t>(state.absmax), typed_mut<float>(nested.absmax2));
+  } else {
+    nested.offset = detail::cuda_backend::double_quantize(fn, absmax, state.absmax, nested.absmax2);
+  }
+}
+
+// dequantize_4bit of a checked state into a checked `out` (its dtype is the one written).
+void dequantize_4bit_impl(const char* fn, const QuantState4& state, const at::Tensor& out) {
+  const Backend backend = detail::backend_of(fn, "state.packed", state.packed);
+  const int64_t n = state.numel();
+  if (n == 0) return;
+  const int64_t blocks = num_blocks(n, state.blocksize);
+  const at::Tensor packed = state.packed.contiguous();
+  at::Tensor absmax = state.absmax.contiguous();
+  if (state.nested) absmax = restore_absmax(*state.nested, absmax, blocks);
+  if (backend == Backend::kCpu) {
+    detail::with_float_type(out.scalar_type(), [&](auto tag) {
+      using T = decltype(tag);
+      CpuKernels::dequantize_4bit(typed<uint8_t>(packed), typed<float>(absmax), n, state.blocksize,
+                                  state.quant_type, typed_mut<T>(out));
+    });
+  } else {
+    detail::cuda_backend::dequantize_4bit(fn, packed, absmax, n, state.blocksize, state.quant_type, out);
+  }
+}
+
 }  // namespace
 
 int64_t QuantState4::numel() const {
@@ -63,58 +138,31 @@ int64_t QuantState4::numel() const {
 
 QuantState4 quantize_4bit(const at::Tensor& weight, QuantType4 type, int64_t blocksize,
                           bool double_quant) {
-  const Backend backend = detail::backend_of(kQuantize, "weight", weight);
+  // The buffers a state of this weight needs, then the out= form fills them.
+  detail::backend_of(kQuantize, "weight", weight);
   detail::check_float_dtype(kQuantize, "weight", weight);
   detail::check_blocksize(kQuantize, blocksize);
-  detail::check_finite(kQuantize, "weight", weight, "bitsandbytes would silently produce garbage");
-
-  const at::Tensor x = weight.contiguous();
-  const int64_t n = x.numel();
+  const int64_t n = weight.numel();
   const int64_t blocks = num_blocks(n, blocksize);
-  const at::TensorOptions u8 = x.options().dtype(at::kByte);
-  const at::TensorOptions f32 = x.options().dtype(at::kFloat);
-
+  const at::TensorOptions u8 = weight.options().dtype(at::kByte);
   QuantState4 state;
   state.packed = at::empty({packed_bytes_4bit(n), 1}, u8);  // Params4bit's layout
-  state.code = table_tensor(codebook4(type).code, 16, x.device());
-  state.shape = weight.sizes().vec();
-  state.dtype = weight.scalar_type();
   state.blocksize = blocksize;
   state.quant_type = type;
-  at::Tensor absmax = at::empty({blocks}, f32);
-  if (n > 0) {
-    if (backend == Backend::kCpu) {
-      detail::with_float_type(x.scalar_type(), [&](auto tag) {
-        using T = decltype(tag);
-        CpuKernels::quantize_4bit(typed<T>(x), n, blocksize, type, typed_mut<uint8_t>(state.packed),
-                                  typed_mut<float>(absmax));
-      });
-    } else {
-      detail::cuda_backend::quantize_4bit(kQuantize, x, blocksize, type, state.packed, absmax);
-    }
-  }
-  if (!double_quant) {
-    state.absmax = absmax;
-    return state;
-  }
-
-  // compress_statistics: offset = mean(absmax), then absmax - offset in 8 bits, blocks of 256.
-  NestedAbsmax nested;
-  nested.blocksize = kDoubleQuantBlocksize;
-  nested.code = table_tensor(dynamic_map(true).code, 256, x.device());
-  nested.absmax2 = at::empty({num_blocks(blocks, kDoubleQuantBlocksize)}, f32);
-  state.absmax = at::empty({blocks}, u8);
-  if (blocks == 0) {
-    nested.offset = std::numeric_limits<float>::quiet_NaN();  // torch's mean of nothing, as bnb stores
-  } else if (backend == Backend::kCpu) {
-    nested.offset = torch_cpu_mean(typed<float>(absmax), blocks, kTorchMeanLanes);
-    double_quantize_reference(typed<float>(absmax), blocks, nested.offset,
-                              typed_mut<uint8_t>(state.absmax), typed_mut<float>(nested.absmax2));
+  if (double_quant) {
+    NestedAbsmax nested;
+    nested.absmax2 = at::empty({num_blocks(blocks, kDoubleQuantBlocksize)}, weight.options().dtype(at::kFloat));
+    state.nested = std::move(nested);
+    state.absmax = at::empty({blocks}, u8);
   } else {
-    nested.offset = detail::cuda_backend::double_quantize(kQuantize, absmax, state.absmax, nested.absmax2);
+    state.absmax = at::empty({blocks}, weight.options().dtype(at::kFloat));
   }
-  state.nested = std::move(nested);
+  quantize_4bit_impl(kQuantize, weight, state);
   return state;
+}
+
+void quantize_4bit_out(const at::Tensor& weight, QuantState4& state) {
+  quantize_4bit_impl(kQuantizeOut, weight, state);
 }
 
 at::Tensor dequantize_4bit(const QuantState4& state) { return dequantize_4bit(state, state.dtype); }
@@ -123,26 +171,19 @@ at::Tensor dequantize_4bit(const QuantState4& state, at::ScalarType dtype) {
   const std::string problem = quant_state_problem(state);
   if (!problem.empty()) detail::fail(kDequantize, "state " + problem);
   detail::check_out_dtype(kDequantize, dtype);
-  const Backend backend = detail::backend_of(kDequantize, "state.packed", state.packed);
-
-  const int64_t n = state.numel();
-  const int64_t blocks = num_blocks(n, state.blocksize);
-  const at::Tensor packed = state.packed.contiguous();
-  at::Tensor absmax = state.absmax.contiguous();
-  if (state.nested && blocks > 0) absmax = restore_absmax(*state.nested, absmax, blocks);
-  at::Tensor out = at::empty(state.shape, packed.options().dtype(dtype));
-  if (n == 0) return out;
-  if (backend == Backend::kCpu) {
-    detail::with_float_type(dtype, [&](auto tag) {
-      using T = decltype(tag);
-      CpuKernels::dequantize_4bit(typed<uint8_t>(packed), typed<float>(absmax), n, state.blocksize,
-                                  state.quant_type, typed_mut<T>(out));
-    });
-  } else {
-    detail::cuda_backend::dequantize_4bit(kDequantize, packed, absmax, n, state.blocksize,
-                                          state.quant_type, out);
-  }
+  detail::backend_of(kDequantize, "state.packed", state.packed);
+  at::Tensor out = at::empty(state.shape, state.packed.options().dtype(dtype));
+  dequantize_4bit_impl(kDequantize, state, out);
   return out;
+}
+
+void dequantize_4bit_out(const QuantState4& state, const at::Tensor& out) {
+  const std::string problem = quant_state_problem(state);
+  if (!problem.empty()) detail::fail(kDequantizeOut, "state " + problem);
+  detail::backend_of(kDequantizeOut, "state.packed", state.packed);
+  detail::check_output(kDequantizeOut, "out", out, at::ScalarType::Undefined, state.shape,
+                       state.packed.device(), "state.packed");
+  dequantize_4bit_impl(kDequantizeOut, state, out);
 }
 
 }  // namespace qlc::kernels

@@ -100,6 +100,27 @@ void check_blocksize(const char* function, int64_t blocksize) {
                        " is not supported; expected a power of two from 32 to 4096");
 }
 
+void check_output(const char* function, const char* arg, const at::Tensor& t, at::ScalarType dtype,
+                  at::IntArrayRef shape, const at::Device& device, const char* device_arg) {
+  check_defined(function, arg, t);
+  const std::string a(arg);
+  if (dtype == at::ScalarType::Undefined) {
+    const at::ScalarType d = t.scalar_type();
+    if (d != at::kFloat && d != at::kHalf && d != at::kBFloat16)
+      fail(function, a + " has dtype " + dtype_name(d) + "; expected fp32, fp16 or bf16");
+  } else {
+    check_dtype(function, arg, t, dtype);
+  }
+  if (t.device() != device)
+    fail(function, a + " is on " + t.device().str() + " but " + device_arg + " is on " + device.str() +
+                       "; expected both on one device");
+  if (t.sizes() != shape)
+    fail(function, a + " has shape " + shape_string(t.sizes()) + "; expected " + shape_string(shape));
+  if (!t.is_contiguous())
+    fail(function, a + " is not contiguous (strides " + shape_string(t.strides()) +
+                       "); expected a contiguous tensor");
+}
+
 void check_finite(const char* function, const char* arg, const at::Tensor& t, const char* consequence) {
   NonFinite r;
   if (t.device().is_cpu()) {

@@ -30,6 +30,11 @@ void check_out_dtype(const char* function, at::ScalarType dtype);
 void check_same_device(const char* function, const char* arg, const at::Tensor& t,
                        const char* ref_arg, const at::Tensor& ref);
 void check_blocksize(const char* function, int64_t blocksize);
+// A caller's output tensor for an out= form: defined, of `dtype` (or fp32 / fp16 / bf16 when
+// `dtype` is at::ScalarType::Undefined), on `device` (the device of input `device_arg`), of
+// exactly `shape` and contiguous (the kernels write its storage in order).
+void check_output(const char* function, const char* arg, const at::Tensor& t, at::ScalarType dtype,
+                  at::IntArrayRef shape, const at::Device& device, const char* device_arg);
 // Counts NaN/Inf in a floating tensor (any device); names the count and the first flat index
 // (row-major, as in the contiguous copy). `consequence` ends the message.
 void check_finite(const char* function, const char* arg, const at::Tensor& t,
