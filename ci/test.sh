@@ -5,6 +5,8 @@
 #     reason on machines without a usable GPU).
 #  2. CMake build against Debian's LibTorch 1.13, then ctest (the second supported LibTorch).
 #  3. Bazel, offline: bazel test //... (the alternate build).
+# After 1: ci/nightly_local.sh (the nightly workflow's shards, merge and diff, on the CPU) and
+# ci/lint_workflows.sh (actionlint + the GitHub workflow schema).
 # Exits non-zero on the first failure.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$QLC_ROOT"
@@ -15,6 +17,10 @@ cd "$QLC_ROOT"
 qlc_log "[1/3] build and test against the wheel's LibTorch"
 "$QLC_ROOT/ci/build.sh" "$QLC_ROOT/build"
 ctest --test-dir "$QLC_ROOT/build" -j "$(qlc_jobs)" --output-on-failure --timeout 1200
+
+qlc_log "[1/3] the nightly workflow's sequence here, and the workflows linted"
+"$QLC_ROOT/ci/nightly_local.sh" "$QLC_ROOT/build/nightly-local"
+"$QLC_ROOT/ci/lint_workflows.sh"
 
 qlc_log "[2/3] build and test against Debian's LibTorch 1.13"
 "$QLC_ROOT/ci/build.sh" "$QLC_ROOT/build-debian-torch" -DQLC_USE_SYSTEM_TORCH=ON \

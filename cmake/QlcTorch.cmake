@@ -19,10 +19,25 @@ if(NOT Torch_DIR AND NOT QLC_USE_SYSTEM_TORCH AND EXISTS "${QLC_PYTHON}")
     # at start-up (two c10 in one process). The wheel's lib/ first, then.
     get_filename_component(_qlc_torch_lib "${_qlc_torch_prefix}/../../lib" ABSOLUTE)
     list(PREPEND CMAKE_LIBRARY_PATH "${_qlc_torch_lib}")
+    # A CUDA wheel brings its CUDA libraries as wheels of their own (site-packages/nvidia/cu13/
+    # lib, versioned names only). TorchConfig asks for libnvrtc, which a compiler-only CUDA
+    # toolkit lacks: take the wheel's, the one LibTorch itself loads.
+    file(GLOB _qlc_nvrtc "${_qlc_torch_prefix}/../../../nvidia/cu*/lib/libnvrtc.so.[0-9]*")
+    if(_qlc_nvrtc AND NOT CUDA_nvrtc_LIBRARY)
+      list(GET _qlc_nvrtc 0 _qlc_nvrtc)
+      get_filename_component(_qlc_nvrtc "${_qlc_nvrtc}" ABSOLUTE)
+      set(CUDA_nvrtc_LIBRARY "${_qlc_nvrtc}" CACHE FILEPATH "libnvrtc of the CUDA LibTorch's wheel")
+    endif()
   endif()
 endif()
 
+# A CUDA LibTorch's TorchConfig appends its own nvcc flags to CMAKE_CUDA_FLAGS, among them
+# -gencode for TORCH_CUDA_ARCH_LIST's guess (sm_50, which CUDA 13 rejects, and the "a" variants).
+# The kernels are no PyTorch extension (their launch header exposes no CUDA or LibTorch type), so
+# they keep the project's own flags and architectures (QlcCuda.cmake).
+set(_qlc_cuda_flags_before_torch "${CMAKE_CUDA_FLAGS}")
 find_package(Torch REQUIRED)
+set(CMAKE_CUDA_FLAGS "${_qlc_cuda_flags_before_torch}")
 # Every LibTorch library must come from the folder libtorch.so was found in (see above).
 get_filename_component(_qlc_want_dir "${TORCH_LIBRARY}" DIRECTORY)
 get_filename_component(_qlc_want_dir "${_qlc_want_dir}" REALPATH)
