@@ -8,3 +8,6 @@ qlc_jobs() { nproc 2>/dev/null || echo 2; }
 # still hits the cache of the last one.
 export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$QLC_ROOT}"
 export CCACHE_NOHASHDIR="${CCACHE_NOHASHDIR:-true}"
+# Three LibTorch builds (wheel, Debian, CUDA) and their objects: ccache's default 5 GB evicts
+# between runs.
+export CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-20G}"
