@@ -10,6 +10,7 @@ packages=(
   nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libfmt-dev
   libtorch-dev                      # LibTorch 1.13 (CPU): the second LibTorch the tests run against
   bazel-bootstrap bazel-rules-java  # the alternate build (offline, see WORKSPACE)
+  slurm-wlm munge                   # ci/slurm/ tested on a single-node Slurm on loopback
 )
 
 missing=()
