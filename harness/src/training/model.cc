@@ -114,7 +114,8 @@ at::Tensor prepared(at::Tensor t, const BuildOptions& o) {
   return t;
 }
 
-std::unique_ptr<BaseLinear> make_base(const at::Tensor& weight, const BuildOptions& o) {
+std::unique_ptr<BaseLinear> make_base(const at::Tensor& weight, const BuildOptions& o,
+                                      const c10::intrusive_ptr<DequantBuffers>& buffers) {
   const CastPolicy& policy = cast_policy(o.stack);
   switch (o.weights) {
     case WeightFormat::kNone: return std::make_unique<DenseLinear>(prepared(weight, o));
@@ -122,10 +123,11 @@ std::unique_ptr<BaseLinear> make_base(const at::Tensor& weight, const BuildOptio
     case WeightFormat::kFp4:
       return std::make_unique<Linear4bit>(
           weight, o.weights == WeightFormat::kNf4 ? kernels::QuantType4::kNf4 : kernels::QuantType4::kFp4,
-          o.double_quant, o.compute_dtype, o.blocksize, policy.linear4bit_input_sets_compute_dtype);
+          o.double_quant, o.compute_dtype, o.blocksize, policy.linear4bit_input_sets_compute_dtype,
+          buffers);
     case WeightFormat::kInt8:
       return std::make_unique<Linear8bitLt>(weight, o.int8_path, kernels::kInt8OutlierThreshold,
-                                            policy.int8_backward_casts_grad);
+                                            policy.int8_backward_casts_grad, buffers);
   }
   throw std::invalid_argument("unknown weight format");
 }
@@ -232,6 +234,8 @@ Model::Model(const ModelConfig& config, const Checkpoint& ckpt, const BuildOptio
 
   embed_ = prepared(to_device(ckpt, "model.embed_tokens.weight", options), options);
   const std::vector<LinearSpec> specs = linear_specs(config);
+  // Every quantized layer dequantizes into these (see dequant_buffers.h).
+  const auto buffers = c10::make_intrusive<DequantBuffers>();
   size_t next = 0;
   for (int64_t l = 0; l < config.num_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
@@ -241,7 +245,7 @@ Model::Model(const ModelConfig& config, const Checkpoint& ckpt, const BuildOptio
         prepared(to_device(ckpt, p + "post_attention_layernorm.weight", options), options);
     for (int k = 0; k < 7; ++k, ++next) {
       const LinearSpec& s = specs[next];
-      std::unique_ptr<BaseLinear> base = make_base(to_device(ckpt, s.name + ".weight", options), options);
+      std::unique_ptr<BaseLinear> base = make_base(to_device(ckpt, s.name + ".weight", options), options, buffers);
       const LoraOptions lora = lora_options_for(*base, options);
       LoraLinear linear(std::move(base), lora, options.device,
                         stream_seed(options.seed, s.name + ".lora_A"), dropout_gen_);

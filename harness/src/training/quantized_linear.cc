@@ -4,8 +4,11 @@
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include <optional>
 #include <stdexcept>
 #include <vector>
+
+#include "training/dequant_buffers.h"
 
 namespace qlc::harness {
 namespace {
@@ -53,13 +56,33 @@ kernels::QuantState4 restore_state(AutogradContext* ctx) {
   return s;
 }
 
+// The buffers travel to backward in the context (null: every dequantization allocates).
+void save_buffers(AutogradContext* ctx, const c10::intrusive_ptr<DequantBuffers>& buffers) {
+  if (buffers) ctx->saved_data["buffers"] = c10::IValue::make_capsule(buffers);
+}
+c10::intrusive_ptr<DequantBuffers> restore_buffers(AutogradContext* ctx) {
+  const auto it = ctx->saved_data.find("buffers");
+  if (it == ctx->saved_data.end()) return {};
+  return c10::dynamic_intrusive_pointer_cast<DequantBuffers>(it->second.toCapsule());
+}
+
 class MatMul4Bit : public torch::autograd::Function<MatMul4Bit> {
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x,
-                            const std::shared_ptr<const kernels::QuantState4>& state) {
+                            const std::shared_ptr<const kernels::QuantState4>& state,
+                            const c10::intrusive_ptr<DequantBuffers>& buffers) {
     // gemm_4bit's default kernel: dequantize straight to A's dtype, then F.linear.
-    at::Tensor out = at::linear(x, kernels::dequantize_4bit(*state, x.scalar_type()));
+    at::Tensor out;
+    if (buffers) {
+      DequantBuffers::Lease lease(*buffers);
+      const at::Tensor w = lease.get(state->shape, x.scalar_type(), state->packed.device());
+      kernels::dequantize_4bit_out(*state, w);
+      out = at::linear(x, w);
+    } else {
+      out = at::linear(x, kernels::dequantize_4bit(*state, x.scalar_type()));
+    }
     save_state(ctx, *state);
+    save_buffers(ctx, buffers);
     return out;
   }
 
@@ -68,30 +91,57 @@ class MatMul4Bit : public torch::autograd::Function<MatMul4Bit> {
     at::Tensor grad_x;
     if (ctx->needs_input_grad(0)) {
       // Dequantized in the state's dtype, then cast: F.dequantize_4bit(B, state).to(grad.dtype).
-      const at::Tensor w = kernels::dequantize_4bit(restore_state(ctx)).to(grad.scalar_type());
-      grad_x = at::matmul(grad, w);
+      const kernels::QuantState4 state = restore_state(ctx);
+      const c10::intrusive_ptr<DequantBuffers> buffers = restore_buffers(ctx);
+      if (buffers) {
+        DequantBuffers::Lease lease(*buffers);
+        const at::Device device = state.packed.device();
+        at::Tensor w = lease.get(state.shape, state.dtype, device);
+        kernels::dequantize_4bit_out(state, w);
+        if (grad.scalar_type() != state.dtype) {  // copy_ converts as .to() does
+          w = lease.get(state.shape, grad.scalar_type(), device).copy_(w);
+        }
+        grad_x = at::matmul(grad, w);
+      } else {
+        grad_x = at::matmul(grad, kernels::dequantize_4bit(state).to(grad.scalar_type()));
+      }
     }
-    return {grad_x, at::Tensor()};
+    return {grad_x, at::Tensor(), at::Tensor()};
   }
 };
 
 // ---- int8 --------------------------------------------------------------------------------------
 
-at::Tensor dequantize_for(const at::Tensor& cb, const at::Tensor& scb, at::ScalarType dtype) {
-  kernels::Int8Weight w{cb, scb};
-  // CB.to(dtype).mul_(SCB.unsqueeze(1).mul(1.0 / 127.0)): scale first, one rounding to dtype.
-  return kernels::dequantize_int8_rowwise(w, dtype, kernels::Int8DequantOrder::kScaleFirst);
+// CB.to(dtype).mul_(SCB.unsqueeze(1).mul(1.0 / 127.0)): scale first, one rounding to dtype; into
+// a buffer of `lease` when there is one. The result lives as long as the lease.
+at::Tensor dequantize_for(const at::Tensor& cb, const at::Tensor& scb, at::ScalarType dtype,
+                          DequantBuffers::Lease* lease) {
+  const kernels::Int8Weight w{cb, scb};
+  if (lease == nullptr) return kernels::dequantize_int8_rowwise(w, dtype, kernels::Int8DequantOrder::kScaleFirst);
+  const at::Tensor out = lease->get(cb.sizes(), dtype, cb.device());
+  kernels::dequantize_int8_rowwise_out(w, out, kernels::Int8DequantOrder::kScaleFirst);
+  return out;
+}
+
+// A lease on `buffers`, or none when there are no buffers.
+std::optional<DequantBuffers::Lease> lease_of(const c10::intrusive_ptr<DequantBuffers>& buffers) {
+  std::optional<DequantBuffers::Lease> lease;
+  if (buffers) lease.emplace(*buffers);
+  return lease;
 }
 
 class MatMul8bit : public torch::autograd::Function<MatMul8bit> {
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x,
                             const std::shared_ptr<const kernels::Int8Weight>& weight,
-                            int64_t path, double threshold, bool backward_casts_grad) {
+                            int64_t path, double threshold, bool backward_casts_grad,
+                            const c10::intrusive_ptr<DequantBuffers>& buffers) {
     ctx->saved_data["casts_grad"] = backward_casts_grad;
+    save_buffers(ctx, buffers);
     at::Tensor out;
     if (static_cast<Int8Path>(path) == Int8Path::kDequantizeMatmul) {
-      out = at::linear(x, dequantize_for(weight->cb, weight->scb, x.scalar_type()));
+      std::optional<DequantBuffers::Lease> lease = lease_of(buffers);
+      out = at::linear(x, dequantize_for(weight->cb, weight->scb, x.scalar_type(), lease ? &*lease : nullptr));
     } else {
       out = kernels::int8_linear_forward(x, *weight, at::Tensor(), threshold);
     }
@@ -107,12 +157,13 @@ class MatMul8bit : public torch::autograd::Function<MatMul8bit> {
       const variable_list saved = ctx->get_saved_variables();
       const at::Tensor& x = saved.at(0);
       if (grad.dim() == 3) grad = grad.reshape({-1, grad.size(-1)}).contiguous();
-      const at::Tensor w = dequantize_for(saved.at(1), saved.at(2), x.scalar_type());
       // bitsandbytes <= 0.44: torch.matmul(grad_output, CB), no cast.
       if (ctx->saved_data["casts_grad"].toBool()) grad = grad.to(x.scalar_type());
+      std::optional<DequantBuffers::Lease> lease = lease_of(restore_buffers(ctx));
+      const at::Tensor w = dequantize_for(saved.at(1), saved.at(2), x.scalar_type(), lease ? &*lease : nullptr);
       grad_x = at::matmul(grad, w).view(x.sizes());
     }
-    return {grad_x, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    return {grad_x, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -135,9 +186,10 @@ int64_t DenseLinear::numel() const { return weight_.numel(); }
 
 Linear4bit::Linear4bit(const at::Tensor& weight, kernels::QuantType4 type, bool double_quant,
                        at::ScalarType compute_dtype, int64_t blocksize,
-                       bool input_sets_compute_dtype)
+                       bool input_sets_compute_dtype, c10::intrusive_ptr<DequantBuffers> buffers)
     : state_(std::make_shared<const kernels::QuantState4>(
           kernels::quantize_4bit(weight, type, blocksize, double_quant))),
+      buffers_(buffers ? std::move(buffers) : c10::make_intrusive<DequantBuffers>()),
       compute_dtype_(compute_dtype),
       compute_type_is_set_(!input_sets_compute_dtype) {}
 
@@ -148,7 +200,7 @@ at::Tensor Linear4bit::forward(const at::Tensor& x) const {
     if (input_dtype == at::kFloat || input_dtype == at::kBFloat16) compute_dtype_ = input_dtype;
     compute_type_is_set_ = true;
   }
-  return matmul_4bit(x.to(compute_dtype_), state_).to(input_dtype);
+  return matmul_4bit(x.to(compute_dtype_), state_, buffers_).to(input_dtype);
 }
 
 int64_t Linear4bit::storage_bytes() const {
@@ -158,8 +210,9 @@ int64_t Linear4bit::storage_bytes() const {
 }
 int64_t Linear4bit::numel() const { return state_->numel(); }
 
-at::Tensor matmul_4bit(const at::Tensor& x, const std::shared_ptr<const kernels::QuantState4>& state) {
-  return MatMul4Bit::apply(x, state);
+at::Tensor matmul_4bit(const at::Tensor& x, const std::shared_ptr<const kernels::QuantState4>& state,
+                       const c10::intrusive_ptr<DequantBuffers>& buffers) {
+  return MatMul4Bit::apply(x, state, buffers);
 }
 
 std::vector<at::Tensor> matmul_4bit_saved_tensors(const at::Tensor& output) {
@@ -176,21 +229,23 @@ Int8Path int8_path_for_device(const at::Device& device) {
 }
 
 Linear8bitLt::Linear8bitLt(const at::Tensor& weight, Int8Path path, double threshold,
-                           bool backward_casts_grad)
+                           bool backward_casts_grad, c10::intrusive_ptr<DequantBuffers> buffers)
     : weight_(std::make_shared<const kernels::Int8Weight>(kernels::quantize_int8_rowwise(weight))),
       path_(path),
       threshold_(threshold),
-      backward_casts_grad_(backward_casts_grad) {}
+      backward_casts_grad_(backward_casts_grad),
+      buffers_(buffers ? std::move(buffers) : c10::make_intrusive<DequantBuffers>()) {}
 
 at::Tensor Linear8bitLt::forward(const at::Tensor& x) const {
-  return matmul_8bit(x, weight_, path_, threshold_, backward_casts_grad_);
+  return matmul_8bit(x, weight_, path_, threshold_, backward_casts_grad_, buffers_);
 }
 int64_t Linear8bitLt::storage_bytes() const { return nbytes(weight_->cb) + nbytes(weight_->scb); }
 int64_t Linear8bitLt::numel() const { return weight_->cb.numel(); }
 
 at::Tensor matmul_8bit(const at::Tensor& x, const std::shared_ptr<const kernels::Int8Weight>& weight,
-                       Int8Path path, double threshold, bool backward_casts_grad) {
-  return MatMul8bit::apply(x, weight, static_cast<int64_t>(path), threshold, backward_casts_grad);
+                       Int8Path path, double threshold, bool backward_casts_grad,
+                       const c10::intrusive_ptr<DequantBuffers>& buffers) {
+  return MatMul8bit::apply(x, weight, static_cast<int64_t>(path), threshold, backward_casts_grad, buffers);
 }
 
 }  // namespace qlc::harness

@@ -14,6 +14,7 @@
 
 #include "qlc/kernels/quant_state.h"
 #include "qlc/kernels/tensor_api.h"
+#include "training/dequant_buffers.h"
 
 namespace qlc::harness {
 
@@ -53,9 +54,12 @@ class Linear4bit final : public BaseLinear {
   // `weight` [out, in] in the dtype it was loaded in (the state remembers it, as Params4bit does).
   // `input_sets_compute_dtype`: bitsandbytes <= 0.46 (compute_type_is_set = False): the first
   // forward's input, when fp32 or bf16, replaces the compute dtype for good (set_compute_type).
+  // `buffers`: where forward and backward dequantize (a model shares one among its layers); the
+  // layer makes its own when none is given.
   Linear4bit(const at::Tensor& weight, kernels::QuantType4 type, bool double_quant,
              at::ScalarType compute_dtype, int64_t blocksize = 64,
-             bool input_sets_compute_dtype = false);
+             bool input_sets_compute_dtype = false,
+             c10::intrusive_ptr<DequantBuffers> buffers = {});
   at::Tensor forward(const at::Tensor& x) const override;
   int64_t storage_bytes() const override;
   int64_t numel() const override;
@@ -70,14 +74,17 @@ class Linear4bit final : public BaseLinear {
 
  private:
   std::shared_ptr<const kernels::QuantState4> state_;
+  c10::intrusive_ptr<DequantBuffers> buffers_;
   mutable at::ScalarType compute_dtype_;
   mutable bool compute_type_is_set_;
 };
 
 // bitsandbytes' MatMul4Bit: y = linear(x, dequantize_4bit(state, x.dtype)); backward computes only
 // grad_x = grad_y @ dequantize_4bit(state).to(grad_y.dtype). Saves the state's tensors, never a
-// dequantized weight. `state` must outlive the graph (the layer owns it).
-at::Tensor matmul_4bit(const at::Tensor& x, const std::shared_ptr<const kernels::QuantState4>& state);
+// dequantized weight. `state` must outlive the graph (the layer owns it). With `buffers`, both
+// dequantize into them (same bits) instead of allocating; without, each allocates.
+at::Tensor matmul_4bit(const at::Tensor& x, const std::shared_ptr<const kernels::QuantState4>& state,
+                       const c10::intrusive_ptr<DequantBuffers>& buffers = {});
 
 // For tests: what the graph node of matmul_4bit's `output` keeps for backward. Throws
 // std::invalid_argument when `output` was not made by matmul_4bit with a grad-requiring input.
@@ -96,8 +103,10 @@ class Linear8bitLt final : public BaseLinear {
  public:
   // `backward_casts_grad`: bitsandbytes >= 0.45 casts grad_output to x's dtype in backward;
   // <= 0.44 multiplies it as it comes (an autocast output meets x's dtype there).
+  // `buffers` as for Linear4bit.
   Linear8bitLt(const at::Tensor& weight, Int8Path path,
-               double threshold = kernels::kInt8OutlierThreshold, bool backward_casts_grad = true);
+               double threshold = kernels::kInt8OutlierThreshold, bool backward_casts_grad = true,
+               c10::intrusive_ptr<DequantBuffers> buffers = {});
   at::Tensor forward(const at::Tensor& x) const override;
   int64_t storage_bytes() const override;
   int64_t numel() const override;
@@ -112,12 +121,14 @@ class Linear8bitLt final : public BaseLinear {
   Int8Path path_;
   double threshold_;
   bool backward_casts_grad_;
+  c10::intrusive_ptr<DequantBuffers> buffers_;
 };
 
 // The two int8 autograd functions; both backward as grad_x = grad_y.to(x.dtype) @
 // (CB.to(x.dtype) * (SCB / 127)) (without the cast when !backward_casts_grad). Like bitsandbytes
-// they keep x for backward (ctx.A).
+// they keep x for backward (ctx.A). `buffers` as for matmul_4bit.
 at::Tensor matmul_8bit(const at::Tensor& x, const std::shared_ptr<const kernels::Int8Weight>& weight,
-                       Int8Path path, double threshold, bool backward_casts_grad = true);
+                       Int8Path path, double threshold, bool backward_casts_grad = true,
+                       const c10::intrusive_ptr<DequantBuffers>& buffers = {});
 
 }  // namespace qlc::harness

@@ -1,5 +1,6 @@
 // The frozen base layers: bitsandbytes' forward/backward arithmetic and casts, and what they keep
-// for backward.
+// for backward; their dequantization into shared buffers (same bits as allocating, one buffer per
+// dtype grown to the largest weight, nothing of it kept by the graph or aliased by a result).
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
@@ -7,6 +8,7 @@
 #include <cmath>
 #include <limits>
 
+#include "training/dequant_buffers.h"
 #include "training/quantized_linear.h"
 
 namespace qlc::harness {
@@ -177,6 +179,83 @@ TEST(DenseLinear, IsPlainLinearWithoutCasts) {
   EXPECT_TRUE(at::equal(layer.forward(x), at::linear(x, w)));
   EXPECT_FALSE(layer.weight().requires_grad());
   EXPECT_THROW(layer.forward(x.to(at::kFloat)), c10::Error);  // no cast: LibTorch's dtype error
+}
+
+// ---- dequantization into shared buffers ---------------------------------------------------
+
+// y and grad_x of matmul_4bit for a state, with or without buffers.
+std::pair<at::Tensor, at::Tensor> run_4bit(const at::Tensor& x0, const at::Tensor& g,
+                                           const std::shared_ptr<const kernels::QuantState4>& state,
+                                           const c10::intrusive_ptr<DequantBuffers>& buffers) {
+  at::Tensor x = x0.detach().clone().set_requires_grad(true);
+  const at::Tensor y = matmul_4bit(x, state, buffers);
+  y.backward(g);
+  return {y.detach(), x.grad()};
+}
+
+TEST(DequantBuffers, Matmul4bitGivesTheAllocatingBitsForwardAndBackward) {
+  for (at::ScalarType weight_dtype : {at::kFloat, at::kBFloat16})
+    for (at::ScalarType compute : {at::kFloat, at::kBFloat16})
+      for (bool dq : {false, true}) {
+        // A bf16 weight under fp32 compute: backward dequantizes in bf16, then converts.
+        const auto state = std::make_shared<const kernels::QuantState4>(kernels::quantize_4bit(
+            randn({96, 128}, 1, 0.02).to(weight_dtype), QuantType4::kNf4, 64, dq));
+        const at::Tensor x = randn({3, 4, 128}, 2).to(compute);
+        const at::Tensor g = randn({3, 4, 96}, 3).to(compute);
+        const auto buffers = c10::make_intrusive<DequantBuffers>();
+        const auto [y0, gx0] = run_4bit(x, g, state, {});
+        const auto [y1, gx1] = run_4bit(x, g, state, buffers);
+        EXPECT_TRUE(at::equal(y0, y1)) << weight_dtype << " " << compute << " dq " << dq;
+        EXPECT_TRUE(at::equal(gx0, gx1)) << weight_dtype << " " << compute << " dq " << dq;
+        EXPECT_EQ(buffers->capacity(compute, at::kCPU), 96 * 128);
+        EXPECT_EQ(buffers->capacity(weight_dtype, at::kCPU), 96 * 128);
+      }
+}
+
+TEST(DequantBuffers, LayersShareOneBufferPerDtypeSizedForTheLargestWeight) {
+  const auto buffers = c10::make_intrusive<DequantBuffers>();
+  const Linear4bit small(randn({32, 64}, 4, 0.02), QuantType4::kNf4, false, at::kFloat, 64, false, buffers);
+  const Linear4bit large(randn({64, 192}, 5, 0.02), QuantType4::kFp4, false, at::kFloat, 64, false, buffers);
+  const Linear4bit tall(randn({192, 64}, 6, 0.02), QuantType4::kNf4, true, at::kFloat, 64, false, buffers);
+  const at::Tensor y_small = small.forward(randn({2, 64}, 7));
+  const at::Tensor before = y_small.clone();
+  large.forward(randn({2, 192}, 8));
+  tall.forward(randn({2, 64}, 9));
+  EXPECT_EQ(buffers->capacity(at::kFloat, at::kCPU), 64 * 192) << "one buffer, not one per layer";
+  EXPECT_EQ(buffers->capacity(at::kBFloat16, at::kCPU), 0);
+  // A result never aliases the buffer: later layers' weights do not change it.
+  EXPECT_TRUE(at::equal(y_small, before));
+  // Each layer still gives exactly what it gives alone.
+  const Linear4bit alone(randn({32, 64}, 4, 0.02), QuantType4::kNf4, false, at::kFloat);
+  EXPECT_TRUE(at::equal(small.forward(randn({2, 64}, 7)), alone.forward(randn({2, 64}, 7))));
+}
+
+TEST(DequantBuffers, GraphKeepsOnlyTheQuantizedState) {
+  const auto buffers = c10::make_intrusive<DequantBuffers>();
+  const auto state = std::make_shared<const kernels::QuantState4>(
+      kernels::quantize_4bit(randn({96, 128}, 10, 0.02), QuantType4::kNf4, 64, true));
+  const at::Tensor x = randn({2, 128}, 11).set_requires_grad(true);
+  const at::Tensor y = matmul_4bit(x, state, buffers);
+  for (const at::Tensor& t : matmul_4bit_saved_tensors(y))
+    EXPECT_FALSE(t.is_floating_point() && t.numel() == 96 * 128) << "a dequantized weight is kept";
+}
+
+TEST(DequantBuffers, Int8LayerGivesTheAllocatingBitsForwardAndBackward) {
+  const at::Tensor w = randn({96, 128}, 12, 0.02);
+  for (at::ScalarType input : {at::kFloat, at::kBFloat16})
+    for (bool casts_grad : {true, false}) {
+      const Linear8bitLt plain(w, Int8Path::kDequantizeMatmul, kernels::kInt8OutlierThreshold, casts_grad);
+      const Linear8bitLt pooled(w, Int8Path::kDequantizeMatmul, kernels::kInt8OutlierThreshold, casts_grad,
+                                c10::make_intrusive<DequantBuffers>());
+      const at::Tensor x0 = randn({3, 4, 128}, 13).to(input);
+      const at::Tensor g = randn({3, 4, 96}, 14).to(input);
+      at::Tensor xa = x0.clone().set_requires_grad(true), xb = x0.clone().set_requires_grad(true);
+      const at::Tensor ya = plain.forward(xa), yb = pooled.forward(xb);
+      ya.backward(g);
+      yb.backward(g);
+      EXPECT_TRUE(at::equal(ya, yb)) << input;
+      EXPECT_TRUE(at::equal(xa.grad(), xb.grad())) << input;
+    }
 }
 
 }  // namespace
