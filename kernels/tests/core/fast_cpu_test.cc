@@ -15,6 +15,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "qlc/kernels/blockwise_fast.h"
@@ -515,6 +516,54 @@ TEST(FastCpuRawBits, Every16BitPatternQuantizesLikeTheReference) {
                       case_name("quantize8", "fp16", n, bs, "raw bits"));
     }
   }
+}
+
+// The AVX-512 kernel compares 16-bit inputs with per-block thresholds derived from the midpoints:
+// the values right next to every scaled midpoint b * absmax (a few 16-bit steps either way, both
+// signs) are where a wrong threshold would show, for absmax values from subnormal to the format's
+// largest, including those below the 1e-38 divisor floor.
+template <class T>
+std::vector<T> threshold_neighbours(const Codebook4& cb, int64_t blocks, int64_t bs, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> uniform(0.0f, 1.0f);
+  std::vector<T> x(static_cast<size_t>(blocks * bs));
+  const float largest = to_float(T{static_cast<uint16_t>(std::is_same<T, Bf16>::value ? 0x7F7F : 0x7BFF)});
+  for (int64_t b = 0; b < blocks; ++b) {
+    const float r = uniform(rng);
+    float am = r < 0.6f   ? std::ldexp(uniform(rng) + 0.5f, static_cast<int>(uniform(rng) * 20) - 10)
+               : r < 0.8f ? std::ldexp(uniform(rng) + 0.5f, static_cast<int>(uniform(rng) * 30) - 150)
+                          : largest * (0.5f + 0.5f * uniform(rng));
+    am = to_float(from_float<T>(am));
+    if (am == 0.0f) am = to_float(T{1});
+    T* xb = x.data() + b * bs;
+    xb[0] = from_float<T>(b % 2 ? am : -am);
+    for (int64_t i = 1; i < bs; ++i) {
+      const float target = cb.bounds[static_cast<int>(uniform(rng) * 15) % 15] * am;
+      const int step = static_cast<int>(uniform(rng) * 7) - 3;  // -3 .. +3 patterns away
+      uint16_t bits = from_float<T>(target).bits;
+      const bool negative = bits & 0x8000u;
+      const int magnitude = (bits & 0x7FFF) + (negative ? -step : step);
+      bits = static_cast<uint16_t>(magnitude < 0 ? (0x8000u ^ (bits & 0x8000u)) | (-magnitude)
+                                                 : (bits & 0x8000u) | magnitude);
+      float v = to_float(T{bits});
+      if (!(std::fabs(v) <= am)) v = target;  // stay inside the block's absmax
+      xb[i] = from_float<T>(uniform(rng) < 0.1f ? -v : v);
+    }
+  }
+  return x;
+}
+
+TEST(FastCpu16bit, ValuesNextToEveryScaledMidpointQuantizeLikeTheReference) {
+  for (QuantType4 type : {QuantType4::kNf4, QuantType4::kFp4})
+    for (int64_t bs : {int64_t{32}, int64_t{64}, int64_t{256}}) {
+      const int64_t blocks = 2000;
+      const auto bf = threshold_neighbours<Bf16>(codebook4(type), blocks, bs, 11);
+      const auto fp = threshold_neighbours<Fp16>(codebook4(type), blocks, bs, 12);
+      check_quantize4(bf.data(), blocks * bs, bs, type, default_configs(),
+                      case_name("quantize " + to_string(type), "bf16", blocks * bs, bs, "midpoint neighbours"));
+      check_quantize4(fp.data(), blocks * bs, bs, type, default_configs(),
+                      case_name("quantize " + to_string(type), "fp16", blocks * bs, bs, "midpoint neighbours"));
+    }
 }
 
 // Blocksizes the fast kernels do not vectorize still give the reference's result.
