@@ -4,6 +4,7 @@
 
 #include "cpu_backend.h"
 #include "cuda_backend.h"
+#include "fresh_output.h"
 #include "qlc/kernels/tensor_api.h"
 #include "tensor_checks.h"
 
@@ -103,7 +104,7 @@ at::Tensor dequantize_8bit_blockwise(const QuantState8& state) {
 at::Tensor dequantize_8bit_blockwise(const QuantState8& state, at::ScalarType dtype) {
   check_state(kDequantize, state);
   detail::check_out_dtype(kDequantize, dtype);
-  at::Tensor out = at::empty(state.q.sizes(), state.q.options().dtype(dtype));
+  at::Tensor out = detail::fresh_output(state.q.sizes(), state.q.options().dtype(dtype));
   dequantize_impl(kDequantize, state, out);
   return out;
 }

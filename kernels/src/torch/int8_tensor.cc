@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "cuda_backend.h"
+#include "fresh_output.h"
 #include "qlc/kernels/tensor_api.h"
 #include "tensor_checks.h"
 
@@ -123,7 +124,7 @@ at::Tensor dequantize_int8_rowwise(const Int8Weight& weight, at::ScalarType dtyp
   detail::backend_of(kFn, "weight.cb", weight.cb);
   check_weight(kFn, weight);
   detail::check_out_dtype(kFn, dtype);
-  at::Tensor out = at::empty(weight.cb.sizes(), weight.cb.options().dtype(dtype));
+  at::Tensor out = detail::fresh_output(weight.cb.sizes(), weight.cb.options().dtype(dtype));
   dequantize_rowwise_impl(kFn, weight, order, out);
   return out;
 }

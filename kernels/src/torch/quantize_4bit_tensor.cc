@@ -6,6 +6,7 @@
 
 #include "cpu_backend.h"
 #include "cuda_backend.h"
+#include "fresh_output.h"
 #include "qlc/kernels/double_quant.h"
 #include "qlc/kernels/dynamic_map.h"
 #include "qlc/kernels/tensor_api.h"
@@ -172,7 +173,7 @@ at::Tensor dequantize_4bit(const QuantState4& state, at::ScalarType dtype) {
   if (!problem.empty()) detail::fail(kDequantize, "state " + problem);
   detail::check_out_dtype(kDequantize, dtype);
   detail::backend_of(kDequantize, "state.packed", state.packed);
-  at::Tensor out = at::empty(state.shape, state.packed.options().dtype(dtype));
+  at::Tensor out = detail::fresh_output(state.shape, state.packed.options().dtype(dtype));
   dequantize_4bit_impl(kDequantize, state, out);
   return out;
 }

@@ -55,6 +55,17 @@ TEST(TensorApiErrors, NanAndInfWeightsAreCountedAndLocated) {
                                  {"quantize_int8_rowwise: weight contains 3 NaN/Inf values"});
 }
 
+TEST(TensorApiErrors, NonFiniteScanOverThreadChunksFindsTheFirst) {
+  // Large enough to be scanned in several chunks: the count is the total, the index the first.
+  std::vector<float> v(300000, 0.5f);
+  v[290000] = kNan;
+  v[150001] = -kInf;
+  v[150000] = kInf;
+  for (at::ScalarType dtype : {at::kFloat, at::kHalf, at::kBFloat16})
+    expect_error<KernelInputError>([&] { quantize_4bit(tensor_of(v, {300000}, at::kFloat).to(dtype), QuantType4::kNf4); },
+                                   {"quantize_4bit: weight contains 3 NaN/Inf values (first at flat index 150000)"});
+}
+
 TEST(TensorApiErrors, WrongDtypes) {
   expect_error<KernelInputError>([] { quantize_4bit(at::zeros({4}, at::kDouble), QuantType4::kNf4); },
                                  {"quantize_4bit: weight has dtype fp64; expected fp32, fp16 or bf16"});
