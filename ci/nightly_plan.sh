@@ -17,9 +17,9 @@ try:
     spec = json.load(open(path))
 except (OSError, ValueError) as e:
     fail(f"cannot read: {e}")
-m = re.search(r"set\(CMAKE_CUDA_ARCHITECTURES ([0-9 ]+)\)", open(cuda_cmake).read())
+m = re.search(r"set\(QLC_DEFAULT_CUDA_ARCHITECTURES ([0-9 ]+)\)", open(cuda_cmake).read())
 if not m:
-    sys.exit(f"{cuda_cmake}: no CMAKE_CUDA_ARCHITECTURES list found")
+    sys.exit(f"{cuda_cmake}: no QLC_DEFAULT_CUDA_ARCHITECTURES list found")
 archs = {"sm_" + a for a in m.group(1).split()}
 include, names = [], set()
 for i, r in enumerate(spec.get("runners", [])):

@@ -38,6 +38,11 @@ endif()
 set(_qlc_cuda_flags_before_torch "${CMAKE_CUDA_FLAGS}")
 find_package(Torch REQUIRED)
 set(CMAKE_CUDA_FLAGS "${_qlc_cuda_flags_before_torch}")
+# LibTorch 2.14's headers use C++20 (operator<=>, requires-clauses). The project's code is C++17
+# and compiles unchanged as C++20: take the standard the LibTorch needs.
+if(Torch_VERSION VERSION_GREATER_EQUAL 2.14)
+  set(CMAKE_CXX_STANDARD 20)
+endif()
 # Every LibTorch library must come from the folder libtorch.so was found in (see above).
 get_filename_component(_qlc_want_dir "${TORCH_LIBRARY}" DIRECTORY)
 get_filename_component(_qlc_want_dir "${_qlc_want_dir}" REALPATH)

@@ -54,8 +54,10 @@ void reset_peak_memory(const at::Device& device) {
 
 int64_t peak_memory_bytes(const at::Device& device) {
   const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
-  using c10::cuda::CUDACachingAllocator::StatType;
-  return stats.allocated_bytes[static_cast<size_t>(StatType::AGGREGATE)].peak;
+  // Index 0 is StatType::AGGREGATE (all pools), the enum's first value in every LibTorch; the
+  // enum itself moved (c10::cuda::CUDACachingAllocator, then c10::CachingDeviceAllocator, c10 in
+  // 2.14), so it is not named here.
+  return stats.allocated_bytes[0].peak;
 }
 
 std::unique_ptr<kernels::StateAllocator> make_state_allocator(const at::Device& device) {

@@ -16,6 +16,7 @@
 
 #include <ATen/Context.h>
 #include <ATen/Version.h>
+#include <ATen/detail/CUDAHooksInterface.h>
 #include <torch/cuda.h>
 #include <torch/version.h>
 
@@ -27,6 +28,11 @@
 
 namespace qlc::harness {
 namespace {
+
+// Whether this LibTorch is a CUDA build. at::hasCUDA() answers "is a CUDA device usable", which is
+// false on a CUDA build without a driver; the CUDA hooks of a CUDA build report its runtime.
+bool built_with_cuda() { return at::detail::getCUDAHooks().hasCUDART(); }
+
 
 std::string trim(const std::string& s) {
   size_t a = s.find_first_not_of(" \t\r\n");
@@ -136,7 +142,7 @@ std::string config_value(const std::vector<std::string>& lines, const std::strin
 nlohmann::json libtorch_facts(const std::vector<std::string>& config) {
   nlohmann::json t;
   t["version"] = TORCH_VERSION;
-  t["cuda_build"] = at::hasCUDA();
+  t["cuda_build"] = built_with_cuda();
   std::string capability = config_value(config, "CPU capability usage:");
   t["cpu_capability"] = capability.empty() ? "unknown" : capability;
 #ifdef _GLIBCXX_USE_CXX11_ABI
@@ -179,7 +185,7 @@ nlohmann::json device_json(const CudaDriverDevice& d) {
 
 nlohmann::json cuda_facts(const std::vector<std::string>& config) {
   nlohmann::json cuda;
-  const bool torch_cuda = at::hasCUDA();
+  const bool torch_cuda = built_with_cuda();
   const bool available = torch_cuda && torch::cuda::is_available();
   const CudaDriverProbe probe = probe_cuda_driver();
   cuda["available"] = available;
