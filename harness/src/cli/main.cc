@@ -1,4 +1,5 @@
 // qlora-compat: run / list / env (and the hidden `worker` the run spawns per case).
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -32,6 +33,20 @@ void add_selection(CLI::App* cmd, Selection& s) {
   cmd->add_option("--shard", s.shard, "Run shard i of n (1-based, e.g. 2/4)");
 }
 
+// A time limit in seconds: finite, > 0, at most a million (11 days). CLI11's PositiveNumber is not
+// used: NaN passes it (every comparison is false) and its error prints DBL_MAX's 309 digits.
+constexpr double kMaxTimeoutS = 1e6;
+const CLI::Validator kTimeoutCheck(
+    [](std::string& input) -> std::string {
+      char* end = nullptr;
+      const double v = std::strtod(input.c_str(), &end);
+      if (end == input.c_str() || *end != '\0' || !std::isfinite(v) || v <= 0 || v > kMaxTimeoutS) {
+        return "'" + input + "' is not a time limit: expected seconds, more than 0 and at most 1000000";
+      }
+      return std::string();
+    },
+    "SECONDS in (0, 1000000]");
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -56,7 +71,7 @@ int main(int argc, char** argv) {
                     "Continue the run recorded in OUT: skip cases that already have a record");
   run_cmd->add_option("--timeout", run.timeout_s, "Time limit per case in seconds")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(kTimeoutCheck);
   run_cmd->add_option("--steps", run.steps, "Timed training steps per case (default: the matrix's)")
       ->check(CLI::Range(1, 1000000));
   run_cmd->add_option("--isolation", run.isolation,
@@ -95,7 +110,7 @@ int main(int argc, char** argv) {
       ->required();
   check_cmd->add_option("--timeout", check.timeout_s, "Time limit in seconds")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(kTimeoutCheck);
   check_cmd->add_option("--steps", check.steps, "Timed training steps (default: the matrix's)")
       ->check(CLI::Range(1, 1000000));
   check_cmd->footer(

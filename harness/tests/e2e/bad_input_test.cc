@@ -125,6 +125,25 @@ TEST_F(BadInputTest, BadNumbersAndUnknownOptions) {
   expect_one_error({"run", "--matrix", m.string(), "--jobs", "0"}, {"--jobs"});
   expect_one_error({"run", "--matrix", m.string(), "--timeout", "-1"}, {"--timeout"});
   expect_one_error({"run", "--matrix", m.string(), "--isolation", "thread"}, {"--isolation"});
+  expect_one_error({"check", "x", "--out", out().string(), "--timeout", "-1"}, {"--timeout"});
+}
+
+// NaN compares false with every bound, so a plain range check lets it through (and a NaN time
+// limit converted to an integer duration is undefined behaviour); inf and huge values must be
+// refused without printing DBL_MAX (309 digits) as the bound.
+TEST_F(BadInputTest, NonFiniteOrHugeTimeoutRefusedReadably) {
+  const fs::path m = matrix(kFourCases);
+  for (const std::string bad : {"nan", "NaN", "inf", "-inf", "1e400", "0", "-1", "1e7", "5s"}) {
+    SCOPED_TRACE(bad);
+    Result r = run({"run", "--matrix", m.string(), "--out", out().string(), "--timeout", bad});
+    EXPECT_EQ(r.exit_code, 1) << r.err;
+    auto lines = non_empty_lines(r.err);
+    ASSERT_EQ(lines.size(), 1u) << r.err;
+    EXPECT_NE(lines[0].find("--timeout"), std::string::npos) << lines[0];
+    EXPECT_NE(lines[0].find("at most 1000000"), std::string::npos) << lines[0];
+    EXPECT_LT(lines[0].size(), 200u) << lines[0];
+    EXPECT_FALSE(fs::exists(out()));
+  }
   expect_one_error({"run", "--matrix", m.string(), "--bogus"}, {"--bogus"});
   expect_one_error({"frobnicate"}, {"frobnicate"});
   expect_one_error({"run", "--matrix", m.string(), "--isolation", "none", "--jobs", "2"},
