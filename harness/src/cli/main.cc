@@ -73,7 +73,7 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(kTimeoutCheck);
   run_cmd->add_option("--steps", run.steps, "Timed training steps per case (default: the matrix's)")
-      ->check(CLI::Range(1, 1000000));
+      ->check(CLI::Range(1, qlc::harness::kMaxSteps));
   run_cmd->add_option("--isolation", run.isolation,
                       "process: each case in a fresh worker process, forked from a server that "
                       "has loaded LibTorch once; spawn: each worker started from scratch "
@@ -112,7 +112,7 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(kTimeoutCheck);
   check_cmd->add_option("--steps", check.steps, "Timed training steps (default: the matrix's)")
-      ->check(CLI::Range(1, 1000000));
+      ->check(CLI::Range(1, qlc::harness::kMaxSteps));
   check_cmd->footer(
       "Exit status: 0 when the observed outcome equals the prediction, 1 when it does not (both "
       "are printed with the rule, its cause and fix, and the raw message), 2 on a harness_error. "

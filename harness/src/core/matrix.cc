@@ -150,7 +150,14 @@ class Parser {
                      join(valid_values(a)) + ")");
     }
     AxisList list{a, {}};
-    for (const auto& item : value) list.values.push_back(parse_value(a, item, item.Mark()));
+    for (const auto& item : value) {
+      std::string v = parse_value(a, item, item.Mark());
+      // A repeated value is a slip (and multiplies the cross product for nothing).
+      if (std::find(list.values.begin(), list.values.end(), v) != list.values.end()) {
+        fail(item.Mark(), "value '" + v + "' is listed twice in axis '" + name + "'");
+      }
+      list.values.push_back(std::move(v));
+    }
     return list;
   }
 
@@ -212,6 +219,18 @@ class Parser {
       }
     }
 
+    // Counted before anything is built: each case is a real training run of seconds, so a
+    // matrix beyond kMaxCases is a slip (or belongs in several files), not a plan.
+    std::size_t count = axes.empty() ? 0 : 1;
+    for (const auto& list : axes) {
+      count *= list.values.size();
+      if (count > kMaxCases) break;
+    }
+    if (count + includes.size() > kMaxCases) {
+      fail(key.Mark(), "the matrix has more than " + std::to_string(kMaxCases) +
+                           " cases (the product of its axes' lengths); split it into several "
+                           "files or fewer values");
+    }
     std::vector<Combination> combos = product(axes);
     combos.erase(std::remove_if(combos.begin(), combos.end(),
                                 [&](const Combination& c) {
@@ -299,7 +318,8 @@ class Parser {
   }
 
   template <typename T>
-  T integer_setting(const YAML::Node& key, const YAML::Node& value, T min) const {
+  T integer_setting(const YAML::Node& key, const YAML::Node& value, T min,
+                    T max = std::numeric_limits<T>::max()) const {
     const std::string text = scalar_setting(key, value, "an integer");
     T out{};
     const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
@@ -308,6 +328,10 @@ class Parser {
     }
     if (out < min) {
       fail(value.Mark(), "setting '" + key.Scalar() + "' must be at least " + std::to_string(min) +
+                             ", got " + text);
+    }
+    if (out > max) {
+      fail(value.Mark(), "setting '" + key.Scalar() + "' must be at most " + std::to_string(max) +
                              ", got " + text);
     }
     return out;
@@ -336,7 +360,7 @@ class Parser {
       if (k == "model") {
         fail(k_node.Mark(), "'model' is an axis now: list it under matrix, e.g. model: [tiny]");
       } else if (k == "steps") {
-        s.steps = integer_setting<int>(k_node, v, 1);
+        s.steps = integer_setting<int>(k_node, v, 1, kMaxSteps);
       } else if (k == "warmup_steps") {
         s.warmup_steps = integer_setting<int>(k_node, v, 0);
       } else if (k == "lora_rank") {
@@ -406,7 +430,12 @@ std::vector<Case> filter_cases(const std::vector<Case>& cases, const std::string
     if (first != std::string::npos) needles.push_back(item.substr(first, last - first + 1));
     start = comma + 1;
   }
-  if (needles.empty()) return cases;
+  if (needles.empty()) {
+    if (filter.empty()) return cases;
+    // "," or " , ": the user meant to select something, and would otherwise run everything.
+    throw std::invalid_argument("--filter '" + filter +
+                                "' has only empty parts (expected comma-separated parts of ids)");
+  }
   std::vector<Case> out;
   for (const auto& c : cases) {
     const std::string id = c.id();

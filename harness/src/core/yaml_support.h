@@ -5,6 +5,7 @@
 
 #include <set>
 #include <string>
+#include <vector>
 
 namespace qlc::harness::yaml_support {
 
@@ -39,7 +40,13 @@ YAML::Node load_root_mapping(const std::string& text, const std::string& kind,
                              const std::string& key, Fail&& fail) {
   YAML::Node root;
   try {
-    root = YAML::Load(text);
+    // Every document is read so that a second one is an error, not silently ignored.
+    const std::vector<YAML::Node> documents = YAML::LoadAll(text);
+    if (documents.size() > 1) {
+      fail(documents[1].Mark(), "a second YAML document ('---'): a " + kind +
+                                    " file holds one document");
+    }
+    if (!documents.empty()) root = documents[0];
   } catch (const YAML::ParserException& e) {
     fail(e.mark, "YAML syntax error: " + e.msg);
   } catch (const YAML::Exception& e) {

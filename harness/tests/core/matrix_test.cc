@@ -208,8 +208,33 @@ TEST(MatrixExpansion, DoubleQuantCollapsesForFormatsWithoutAbsmax) {
   }
 }
 
-TEST(MatrixExpansion, DuplicateAxisValuesGiveOneCase) {
-  EXPECT_EQ(expand("matrix:\n  weights: [fp4, fp4, nf4]\n").size(), 2u);
+// A repeated value is a slip, and 6 axes of 20 copies once took gigabytes before duplicates
+// were dropped: an error at the second copy ("fp4" at column 20 of line 2).
+TEST(MatrixErrors, DuplicateAxisValueIsAnErrorAtItsPosition) {
+  EXPECT_EQ(error_of("matrix:\n  weights: [fp4, nf4, fp4]\n"),
+            "x.yaml:2:23: value 'fp4' is listed twice in axis 'weights'");
+}
+
+// Counted before the product is built: ten axes of 3-4 values would be hundreds of thousands of
+// combinations (and cases that run for days); the error comes at once, at the 'matrix' key.
+TEST(MatrixErrors, TooManyCasesIsAnErrorBeforeExpansion) {
+  // 4 * 3 * 3 * 4 * 2 * 3 * 3 * 2 * 3 = 31104 combinations.
+  const std::string big =
+      "matrix:\n  weights: [nf4, fp4, int8, none]\n  param_dtype: [fp32, bf16, fp16]\n"
+      "  compute_dtype: [fp32, bf16, fp16]\n"
+      "  optimizer: [adamw-fp32, adamw-param, adamw8bit, paged-adamw8bit]\n"
+      "  double_quant: [false, true]\n  amp: [none, fp16, bf16]\n"
+      "  adapter_dtype: [peft, base, model]\n  prepare_kbit: [off, on]\n"
+      "  grad_checkpointing: [off, reentrant, non-reentrant]\n";
+  const std::string e = error_of(big);
+  EXPECT_EQ(e.rfind("x.yaml:1:1: the matrix has more than 10000 cases", 0), 0u) << e;
+}
+
+// yaml-cpp's Load reads the first document only: a second one would be silently dropped.
+TEST(MatrixErrors, SecondYamlDocumentIsAnError) {
+  const std::string e = error_of("matrix:\n  weights: [nf4]\n---\nmatrix:\n  weights: [fp4]\n");
+  EXPECT_NE(e.find("second YAML document"), std::string::npos) << e;
+  EXPECT_EQ(e.rfind("x.yaml:", 0), 0u) << e;
 }
 
 TEST(MatrixExpansion, DevicesAndSettingsAreRead) {
@@ -381,6 +406,10 @@ TEST(MatrixErrors, SettingsAreTypedAndRanged) {
             "x.yaml:4:10: setting 'steps' must be at least 1, got 0");
   EXPECT_EQ(error_of(base + "  steps: eight\n"),
             "x.yaml:4:10: setting 'steps' must be an integer, got 'eight'");
+  // Bounded like --steps (kMaxSteps).
+  EXPECT_EQ(error_of(base + "  steps: 1000001\n"),
+            "x.yaml:4:10: setting 'steps' must be at most 1000000, got 1000001");
+  EXPECT_EQ(error_of(base + "  steps: 1000000\n"), "");
   EXPECT_EQ(error_of(base + "  steps: 2.5\n"),
             "x.yaml:4:10: setting 'steps' must be an integer, got '2.5'");
   EXPECT_EQ(error_of(base + "  seed: -1\n"),
@@ -422,7 +451,10 @@ class ShippedDefault : public ::testing::Test {
 TEST_F(ShippedDefault, FilterKeepsIdsContainingAnyItem) {
   // Per weights variant 36 cases (see DefaultIsTheFullMatrix); "nf4" matches nf4 and nf4-dq.
   EXPECT_EQ(filter_cases(cases_, "").size(), 216u);
-  EXPECT_EQ(filter_cases(cases_, ",").size(), 216u);
+  // Only empty parts: the user meant to select something; running everything would be wrong.
+  EXPECT_THROW(filter_cases(cases_, ","), std::invalid_argument);
+  EXPECT_THROW(filter_cases(cases_, " , "), std::invalid_argument);
+  EXPECT_EQ(filter_cases(cases_, "nf4-dq,").size(), 36u);
   EXPECT_EQ(filter_cases(cases_, "nf4-dq").size(), 36u);
   EXPECT_EQ(filter_cases(cases_, "nf4").size(), 72u);
   EXPECT_EQ(filter_cases(cases_, "nf4-dq,int8").size(), 72u);

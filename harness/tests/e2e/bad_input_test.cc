@@ -120,6 +120,15 @@ TEST_F(BadInputTest, FilterMatchingNothing) {
   EXPECT_FALSE(fs::exists(out()));
 }
 
+// "--filter ," has only empty parts: an error, not a run of everything.
+TEST_F(BadInputTest, FilterWithOnlyEmptyPartsIsAnError) {
+  const fs::path m = matrix(kFourCases);
+  expect_one_error({"list", "--matrix", m.string(), "--filter", ","}, {"--filter", "empty"});
+  expect_one_error({"run", "--matrix", m.string(), "--out", out().string(), "--filter", " , "},
+                   {"--filter", "empty"});
+  EXPECT_FALSE(fs::exists(out()));
+}
+
 TEST_F(BadInputTest, BadNumbersAndUnknownOptions) {
   const fs::path m = matrix(kFourCases);
   expect_one_error({"run", "--matrix", m.string(), "--jobs", "0"}, {"--jobs"});

@@ -36,6 +36,7 @@
 // not axes of the product, bad settings (type or range), and a matrix that expands to no case.
 #pragma once
 
+#include <cstddef>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -57,6 +58,11 @@ struct Matrix {
   RunSettings settings;
 };
 
+// Most cases a matrix may expand to (each is a real training run of seconds: 10000 is hours), and
+// most training steps per case (settings.steps, like --steps).
+constexpr std::size_t kMaxCases = 10000;
+constexpr int kMaxSteps = 1000000;
+
 Matrix load_matrix(const std::string& path);
 Matrix parse_matrix(const std::string& yaml_text, const std::string& source_name);
 
@@ -66,7 +72,8 @@ Matrix parse_matrix(const std::string& yaml_text, const std::string& source_name
 void resolve_device(Matrix& matrix, const std::string& resolved);
 
 // Filter: a case is kept when its id contains any of the comma-separated substrings
-// (`--filter nf4-dq,int8`); an empty filter keeps all. Items are trimmed; empty items ignored.
+// (`--filter nf4-dq,int8`); an empty filter keeps all. Items are trimmed; empty items ignored,
+// but a filter with only empty items (",") throws std::invalid_argument.
 std::vector<Case> filter_cases(const std::vector<Case>& cases, const std::string& filter);
 
 }  // namespace qlc::harness
