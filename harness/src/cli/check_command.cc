@@ -62,12 +62,12 @@ int check_command(const CheckOptions& o) {
   try {
     const Case parsed = Case::from_id(o.case_id);
     if (parsed.device != "auto") wanted = parsed.id();
-  } catch (const std::invalid_argument&) {
-    // not an id: reported below as "not a case of"
+  } catch (const std::invalid_argument& e) {
+    // Say what is wrong with the id itself (as `explain` does), not blame a --filter.
+    throw CliError(std::string("case id: ") + e.what());
   }
-  Selection selection;
+  Selection selection;  // no filter: the id is compared whole below
   selection.matrix = o.matrix;
-  selection.filter = o.case_id;
   Selected sel = select_cases(selection);
   const Case* chosen = nullptr;
   for (const auto& c : sel.cases) {

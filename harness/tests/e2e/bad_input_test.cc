@@ -120,6 +120,18 @@ TEST_F(BadInputTest, FilterMatchingNothing) {
   EXPECT_FALSE(fs::exists(out()));
 }
 
+// `check` takes one id: a malformed one is reported as such (like `explain`), never as a
+// --filter the user did not pass.
+TEST_F(BadInputTest, CheckSaysWhatIsWrongWithTheId) {
+  const fs::path m = matrix(kFourCases);
+  Result r = run({"check", "cpu/nf5/param=fp32", "--matrix", m.string(), "--out", out().string()});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  auto lines = non_empty_lines(r.err);
+  ASSERT_EQ(lines.size(), 1u) << r.err;
+  EXPECT_EQ(lines[0].rfind("qlora-compat: error: case id: ", 0), 0u) << lines[0];
+  EXPECT_EQ(lines[0].find("--filter"), std::string::npos) << lines[0];
+}
+
 // "--filter ," has only empty parts: an error, not a run of everything.
 TEST_F(BadInputTest, FilterWithOnlyEmptyPartsIsAnError) {
   const fs::path m = matrix(kFourCases);
