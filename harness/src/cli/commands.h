@@ -69,6 +69,14 @@ struct ExplainOptions {
   std::string records;  // optional records.jsonl to show the observation from
 };
 
+// `report`: the reports of a run folder (records.jsonl + environment.json), see reports/.
+struct ReportOptions {
+  std::string in;                    // the run folder
+  std::string formats = "md,csv,json";
+  std::string out;                   // empty: the run folder
+  std::string rules;                 // optional rules file: each failure cause's "detect" text
+};
+
 struct WorkerArgs {
   std::string case_id;
   std::string settings_json;
@@ -99,6 +107,7 @@ int export_command(const std::string& case_id, const std::string& matrix, const 
 // `classify` (hidden): the outcome of the message on stdin (harness_error when no pattern knows it).
 int classify_command();
 int env_command();
+int report_command(const ReportOptions& options);
 [[noreturn]] void worker_command(const WorkerArgs& args);
 int worker_server_command(long parent_pid);
 

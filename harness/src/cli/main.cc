@@ -147,6 +147,18 @@ int main(int argc, char** argv) {
       "collect", "Gather the records `check` left in OUT/cases into OUT/records.jsonl, summarize");
   collect_cmd->add_option("--out,-o", collect_out, "Results folder of the checks")->required();
 
+  ReportOptions report;
+  CLI::App* report_cmd = app.add_subcommand(
+      "report", "Write a run's reports (report.md, report.csv, report.json) from its records");
+  report_cmd->add_option("--in", report.in, "Run folder (with records.jsonl)")->required();
+  report_cmd->add_option("--format", report.formats, "Comma-separated: md, csv, json")
+      ->capture_default_str();
+  report_cmd->add_option("--out,-o", report.out, "Folder for the reports (default: the run folder)");
+  report_cmd->add_option("--rules", report.rules,
+                         "Rules file the run used: adds each failure cause's 'detect' text");
+  report_cmd->footer("Prints the path of each file written. Exit status 1 on a missing or "
+                     "malformed run folder (the error names the file and line).");
+
   CLI::App* env_cmd = app.add_subcommand(
       "env", "Print this machine's environment facts (JSON), as recorded with every run");
 
@@ -168,11 +180,11 @@ int main(int argc, char** argv) {
   if (argc > 1 && argv[1][0] != '-') {
     const std::string command = argv[1];
     if (command != "run" && command != "list" && command != "env" && command != "check" &&
-        command != "collect" && command != "explain" && command != "export" && command != "classify" && command != "worker" &&
+        command != "collect" && command != "report" && command != "explain" && command != "export" && command != "classify" && command != "worker" &&
         command != "worker-server") {
       std::fprintf(stderr,
                    "qlora-compat: error: unknown command '%s' (expected run, list, env, check, "
-                   "collect, explain or export; see --help)\n",
+                   "collect, report, explain or export; see --help)\n",
                    command.c_str());
       return kExitUsage;
     }
@@ -204,6 +216,7 @@ int main(int argc, char** argv) {
     if (*explain_cmd) return explain_command(explain);
     if (*export_cmd) return export_command(export_case_id, export_matrix, export_out);
     if (*classify_cmd) return classify_command();
+    if (*report_cmd) return report_command(report);
     if (*env_cmd) return env_command();
     if (*worker_cmd) worker_command(worker);
     if (*server_cmd) return worker_server_command(server_parent);

@@ -1,0 +1,96 @@
+// Reading a run folder, the case axes, the writer registry and the multiplexer.
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "qlc/harness/case.h"
+#include "qlc/reports/report.h"
+
+namespace qlc::reports {
+
+namespace fs = std::filesystem;
+
+RunData load_run(const std::string& dir) {
+  if (!fs::is_directory(dir)) {
+    throw ReportError(dir + ": not a run folder (no such directory)");
+  }
+  RunData run;
+  run.dir = dir;
+  const fs::path records = fs::path(dir) / "records.jsonl";
+  if (!fs::exists(records)) {
+    throw ReportError(records.string() +
+                      ": missing (expected the records of a `qlora-compat run` or `collect`)");
+  }
+  try {
+    run.records = harness::read_records(records.string(), &run.truncated_tail);
+  } catch (const std::exception& e) {  // RecordError: names the file and the line already
+    throw ReportError(e.what());
+  }
+  const fs::path env = fs::path(dir) / "environment.json";
+  if (fs::exists(env)) {
+    std::ifstream in(env);
+    try {
+      run.environment = nlohmann::json::parse(in);
+    } catch (const nlohmann::json::parse_error& e) {
+      throw ReportError(env.string() + ": not valid JSON (byte " + std::to_string(e.byte) + ")");
+    }
+    if (!run.environment.is_object()) {
+      throw ReportError(env.string() + ": expected a JSON object with \"id\" and \"facts\"");
+    }
+  }
+  return run;
+}
+
+std::vector<std::pair<std::string, std::string>> axes_of(const std::string& case_id) {
+  try {
+    return harness::Case::from_id(case_id).axes();
+  } catch (const std::exception&) {
+    return {{"case", case_id}};
+  }
+}
+
+const std::vector<std::string>& available_formats() {
+  static const std::vector<std::string> all = {"md", "csv", "json"};
+  return all;
+}
+
+std::unique_ptr<Writer> make_writer(const std::string& format) {
+  if (format == "md") return make_markdown_writer();
+  if (format == "csv") return make_csv_writer();
+  if (format == "json") return make_json_writer();
+  std::string valid;
+  for (const std::string& f : available_formats()) valid += (valid.empty() ? "" : ", ") + f;
+  throw ReportError("unknown report format '" + format + "' (expected " + valid + ")");
+}
+
+std::vector<std::string> write_reports(const RunData& run, const std::vector<std::string>& formats,
+                                       const std::string& out_dir) {
+  std::vector<std::unique_ptr<Writer>> writers;
+  for (const std::string& f : formats) writers.push_back(make_writer(f));  // all checked first
+  std::error_code ec;
+  fs::create_directories(out_dir, ec);
+  if (ec) throw ReportError(out_dir + ": cannot create the folder: " + ec.message());
+  std::vector<std::string> written;
+  for (const auto& w : writers) {
+    const fs::path path = fs::path(out_dir) / w->file_name();
+    // In the target's folder: rename is atomic there, so a reader never sees half a report.
+    const fs::path tmp = path.string() + ".tmp" + std::to_string(::getpid());
+    {
+      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+      if (!out) throw ReportError(tmp.string() + ": cannot write");
+      w->write(run, out);
+      out.flush();
+      if (!out) throw ReportError(tmp.string() + ": write failed");
+    }
+    fs::rename(tmp, path, ec);
+    if (ec) {
+      fs::remove(tmp);
+      throw ReportError(path.string() + ": cannot replace: " + ec.message());
+    }
+    written.push_back(path.string());
+  }
+  return written;
+}
+
+}  // namespace qlc::reports
