@@ -95,11 +95,14 @@ int check_command(const CheckOptions& o) {
   WorkerOptions opts;
   opts.executable = executable_path();
   opts.timeout_s = o.timeout_s;
-  opts.work_dir = (fs::path(o.out) / "work").string();
+  // A scratch folder per check process: ctest -j runs checks at once, and a check's fix run can
+  // be another test's own case; under one shared folder the two would delete each other's files.
+  opts.work_dir = (fs::path(o.out) / "work" / ("check-" + std::to_string(::getpid()))).string();
   auto run = [&](const Case& k) { return run_case_in_worker(k, settings, opts); };
   const DeviceFacts facts = device_facts(c.device);
   Record r = run(c);
   const Rule& rule = predict_and_verify_fix(*rules, facts, c, r, run);
+  fs::remove(opts.work_dir, ec);  // the per-process folder, empty unless a worker kept its files
   r.environment_id = capture_environment().id();
   append_record(record_path.string(), r);
 
