@@ -8,7 +8,7 @@ namespace qlc::kernels {
 namespace {
 
 // The two maps exactly as bitsandbytes' create_dynamic_map(signed) returned them in fp32 for its
-// golden files (../shared/goldens/bnb-4bit/dynamic_map_*.safetensors). Their
+// golden files (kernels/tests/goldens/bnb-4bit/dynamic_map_*.safetensors). Their
 // construction (per decade 10^(i-6), i = 0..6: the midpoints of linspace(0.1, 1, k + 1) with
 // k = 2^i signed / 2^(i+1) unsigned, scaled by the decade, plus 0 and 1.0, sorted) runs through
 // torch.linspace's vectorised fp32 arithmetic, whose last-bit rounding is not worth re-deriving:

@@ -1,5 +1,5 @@
-// bitsandbytes' own outputs (../shared/goldens/bnb-4bit, see its README) must be reproduced bit for
-// bit: code books, dynamic maps, 4-bit quantize / dequantize and double quantization.
+// bitsandbytes' own outputs (kernels/tests/goldens/bnb-4bit, see its README) must be reproduced
+// bit for bit: code books, dynamic maps, 4-bit quantize / dequantize and double quantization.
 #include <gtest/gtest.h>
 
 #include <cstring>

@@ -8,12 +8,12 @@
 
 namespace qlc::testing {
 
-// bitsandbytes' golden vectors: ../shared/goldens/bnb-4bit beside the project root, or
-// $QLC_GOLDENS_DIR. Missing goldens are an error, never a skip.
+// bitsandbytes' golden vectors: kernels/tests/goldens/bnb-4bit in the checkout (a copy of the
+// shared set, see its README), or $QLC_GOLDENS_DIR. Missing goldens are an error, never a skip.
 inline std::filesystem::path goldens_dir() {
   if (const char* env = std::getenv("QLC_GOLDENS_DIR")) return env;
   const std::filesystem::path dir =
-      std::filesystem::path(QLC_SOURCE_DIR) / ".." / "shared" / "goldens" / "bnb-4bit";
+      std::filesystem::path(QLC_SOURCE_DIR) / "kernels" / "tests" / "goldens" / "bnb-4bit";
   if (!std::filesystem::is_directory(dir)) {
     throw std::runtime_error("golden vectors not found at " + dir.string() +
                              " (set QLC_GOLDENS_DIR to their folder)");
