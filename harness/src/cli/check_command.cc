@@ -2,7 +2,8 @@
 // of the default matrix (cmake/QlcCaseTests.cmake); each runs its case in a worker, compares what
 // happened with what cases/rules.yaml predicts, runs the rule's fix for a failure, and leaves its
 // record in OUT/cases/. `collect` (a CTest fixture after them) gathers those records into
-// OUT/records.jsonl and prints the run's summary, so `ctest` alone leaves the results behind.
+// OUT/records.jsonl, prints the run's summary and writes every report format next to them, so
+// `ctest` alone leaves the results behind.
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
@@ -184,7 +185,7 @@ int explain_command(const ExplainOptions& o) {
   return kExitOk;
 }
 
-int collect_command(const std::string& out_dir) {
+int collect_command(const std::string& out_dir, const std::string& rules) {
   const fs::path out = out_dir;
   const fs::path cases_dir = out / "cases";
   SummaryInput summary;
@@ -228,6 +229,10 @@ int collect_command(const std::string& out_dir) {
   summary.records_path = records_path.string();
   summary.environment_path = (out / "environment.json").string();
   print_summary(std::cout, summary);
+  // Every report format next to the records, so that `ctest -L case` leaves the pages behind.
+  for (const std::string& path : write_run_reports(out.string(), rules)) {
+    std::cout << "report: " << path << "\n";
+  }
   return kExitOk;
 }
 

@@ -98,8 +98,9 @@ int list_command(const Selection& selection, bool with_labels = false);
 // Exit 0 when the observed outcome equals the prediction, 1 when not (both printed), 2 on a
 // harness_error.
 int check_command(const CheckOptions& options);
-// Gathers OUT/cases/*.jsonl (written by `check`) into OUT/records.jsonl and prints the summary.
-int collect_command(const std::string& out);
+// Gathers OUT/cases/*.jsonl (written by `check`) into OUT/records.jsonl, prints the summary and
+// writes every report format there (`rules`, optional: the failures' "detect" text).
+int collect_command(const std::string& out, const std::string& rules = "");
 int explain_command(const ExplainOptions& options);
 // `export CASE --out DIR`: the case's inputs for a peer (qlc/harness/export.h); settings from the
 // matrix file.
@@ -108,6 +109,9 @@ int export_command(const std::string& case_id, const std::string& matrix, const 
 int classify_command();
 int env_command();
 int report_command(const ReportOptions& options);
+// Every report format of the run folder `dir`, written into it; the paths written. `rules`
+// (optional) adds each failure cause's "detect" text. CliError on a bad run folder.
+std::vector<std::string> write_run_reports(const std::string& dir, const std::string& rules);
 [[noreturn]] void worker_command(const WorkerArgs& args);
 int worker_server_command(long parent_pid);
 

@@ -142,10 +142,14 @@ int main(int argc, char** argv) {
       "classify", "Print the outcome the harness's message table gives the text on stdin");
   classify_cmd->group("");  // hidden: the peer cross-check classifies its peer's errors with it
 
-  std::string collect_out;
+  std::string collect_out, collect_rules;
   CLI::App* collect_cmd = app.add_subcommand(
-      "collect", "Gather the records `check` left in OUT/cases into OUT/records.jsonl, summarize");
+      "collect", "Gather the records `check` left in OUT/cases into OUT/records.jsonl, summarize, "
+                 "and write every report format there (see `report`)");
   collect_cmd->add_option("--out,-o", collect_out, "Results folder of the checks")->required();
+  collect_cmd->add_option("--rules", collect_rules,
+                          "Rules file the checks used: adds each failure cause's 'detect' text "
+                          "to the reports");
 
   ReportOptions report;
   CLI::App* report_cmd = app.add_subcommand(
@@ -212,7 +216,7 @@ int main(int argc, char** argv) {
     if (*run_cmd) return run_command(run);
     if (*list_cmd) return list_command(list, list_labels);
     if (*check_cmd) return check_command(check);
-    if (*collect_cmd) return collect_command(collect_out);
+    if (*collect_cmd) return collect_command(collect_out, collect_rules);
     if (*explain_cmd) return explain_command(explain);
     if (*export_cmd) return export_command(export_case_id, export_matrix, export_out);
     if (*classify_cmd) return classify_command();

@@ -9,6 +9,29 @@
 
 namespace qlc::harness::cli {
 
+namespace {
+
+std::vector<std::string> write_reports_of(const std::string& in,
+                                          const std::vector<std::string>& formats,
+                                          const std::string& out, const std::string& rules) {
+  try {
+    for (const std::string& f : formats) reports::make_writer(f);  // a bad name before any reading
+    reports::RunData run = reports::load_run(in);
+    if (!rules.empty()) {
+      for (const Rule& r : load_rules(rules).rules) run.detect_by_rule[r.id] = r.detect;
+    }
+    return reports::write_reports(run, formats, out.empty() ? in : out);
+  } catch (const reports::ReportError& e) {
+    throw CliError(e.what());
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> write_run_reports(const std::string& dir, const std::string& rules) {
+  return write_reports_of(dir, reports::available_formats(), dir, rules);
+}
+
 int report_command(const ReportOptions& o) {
   std::vector<std::string> formats;
   std::stringstream list(o.formats);
@@ -16,17 +39,8 @@ int report_command(const ReportOptions& o) {
     if (!f.empty()) formats.push_back(f);
   }
   if (formats.empty()) throw CliError("--format: no format given (expected md, csv, json)");
-  try {
-    for (const std::string& f : formats) reports::make_writer(f);  // a bad name before any reading
-    reports::RunData run = reports::load_run(o.in);
-    if (!o.rules.empty()) {
-      for (const Rule& r : load_rules(o.rules).rules) run.detect_by_rule[r.id] = r.detect;
-    }
-    for (const std::string& path : reports::write_reports(run, formats, o.out.empty() ? o.in : o.out)) {
-      std::cout << path << "\n";
-    }
-  } catch (const reports::ReportError& e) {
-    throw CliError(e.what());
+  for (const std::string& path : write_reports_of(o.in, formats, o.out, o.rules)) {
+    std::cout << path << "\n";
   }
   return kExitOk;
 }

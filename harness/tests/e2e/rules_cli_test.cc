@@ -75,6 +75,11 @@ TEST_F(RulesCliTest, CheckPassesAsPredictedAndVerifiesTheFix) {
   EXPECT_EQ(c.exit_code, 0) << c.err;
   EXPECT_EQ(read_records(out / "records.jsonl").size(), 1u);
   EXPECT_NE(c.out.find("fixes: 1 verified, 0 failed"), std::string::npos) << c.out;
+  // ... and writes the reports next to the records, naming each.
+  for (const char* name : {"report.md", "report.csv", "report.json"}) {
+    EXPECT_TRUE(fs::exists(out / name)) << name;
+    EXPECT_NE(c.out.find("report: " + (out / name).string()), std::string::npos) << c.out;
+  }
   Result e = run({"explain", kFp16StatesCase, "--matrix", m.string(), "--records",
                   record_file.string()});
   EXPECT_EQ(e.exit_code, 0) << e.err;
