@@ -22,6 +22,9 @@ namespace qlc::harness::cli {
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitUsage = 1;          // bad input: nothing or not everything ran
 inline constexpr int kExitHarnessError = 2;   // the run completed, but a case hit our own bug
+// The machine cut cases short (machine_fault: disk full, killed or stopped from outside) or
+// stopped the run (disk full): --resume runs those cases again.
+inline constexpr int kExitMachineFault = 3;
 
 class CliError : public std::runtime_error {
  public:

@@ -20,7 +20,9 @@ constexpr const char* kRunFooter =
     "Records: OUT/records.jsonl gets one JSON line per case the moment it ends; OUT/environment"
     ".json holds the machine's facts. An interrupted run continues with --resume.\n"
     "Exit status: 0 when every selected case has a record, whatever its outcome; 2 when a case "
-    "ended in harness_error (a bug of qlora-compat); 1 on bad input (unknown axis value, "
+    "ended in harness_error (a bug of qlora-compat); 3 when the machine cut cases short "
+    "(machine_fault: disk full, killed or stopped from outside; a full disk also stops the run) "
+    "and --resume would run them again; 1 on bad input (unknown axis value, "
     "malformed matrix, unwritable --out, ...) with one error line.";
 
 void add_selection(CLI::App* cmd, Selection& s) {

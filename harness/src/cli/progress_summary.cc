@@ -169,6 +169,11 @@ void print_summary(std::ostream& out, const SummaryInput& in) {
     out << "\nharness_error is a bug of qlora-compat, not a property of this machine: please "
            "report it with the record.\n";
   }
+  if (by_outcome.count(Outcome::kMachineFault)) {
+    out << "\nmachine_fault: the machine cut these cases short (disk full, unwritable folder, "
+           "killed or stopped from outside); they say nothing about the settings: rerun with "
+           "--resume once the cause is gone.\n";
+  }
   if (in.records.size() < in.selected) {
     out << "\n" << in.selected - in.records.size()
         << " selected cases have no record (the run stopped early): rerun with --resume\n";

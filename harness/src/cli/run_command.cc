@@ -180,7 +180,15 @@ int run_command(const RunOptions& o) {
     }
     bool truncated = false;
     try {
-      for (const auto& r : read_records(records_path, &truncated)) done.insert(r.case_id);
+      // The last record of a case counts: one that the machine cut short (machine_fault: disk
+      // full, killed from outside) never ran to the end, so the case runs again.
+      for (const auto& r : read_records(records_path, &truncated)) {
+        if (r.outcome == Outcome::kMachineFault) {
+          done.erase(r.case_id);
+        } else {
+          done.insert(r.case_id);
+        }
+      }
     } catch (const std::exception& e) {
       throw CliError(std::string("cannot resume: ") + e.what());
     }
@@ -271,11 +279,13 @@ int run_command(const RunOptions& o) {
   SummaryInput summary;
   std::set<std::string> devices;
   bool harness_error = false;
+  bool machine_fault = false;
   for (const auto& c : sel.cases) {
     devices.insert(c.device);
     auto it = latest.find(c.id());
     if (it == latest.end()) continue;
     harness_error |= it->second.outcome == Outcome::kHarnessError;
+    machine_fault |= it->second.outcome == Outcome::kMachineFault;
     summary.records.push_back(it->second);
   }
   summary.selected = sel.cases.size();
@@ -290,7 +300,8 @@ int run_command(const RunOptions& o) {
   print_summary(std::cout, summary);
   std::cout.flush();
   close(lock_fd);
-  return harness_error ? kExitHarnessError : kExitOk;
+  if (harness_error) return kExitHarnessError;
+  return machine_fault ? kExitMachineFault : kExitOk;
 }
 
 }  // namespace qlc::harness::cli

@@ -20,6 +20,7 @@ std::string to_string(Outcome v) {
     case Outcome::kTimeout: return "timeout";
     case Outcome::kSkipped: return "skipped";
     case Outcome::kHarnessError: return "harness_error";
+    case Outcome::kMachineFault: return "machine_fault";
   }
   throw std::logic_error("Outcome out of range");
 }

@@ -4,7 +4,7 @@ namespace qlc::harness {
 
 bool fix_applies_to(Outcome observed) {
   return observed != Outcome::kOk && observed != Outcome::kSkipped &&
-         observed != Outcome::kHarnessError;
+         observed != Outcome::kHarnessError && observed != Outcome::kMachineFault;
 }
 
 const Rule& predict_and_verify_fix(const Rules& rules, const DeviceFacts& facts, const Case& c,

@@ -9,7 +9,8 @@
 //                                                   not-yet-reaped child, so no pid reuse race)
 //   server -> run:  ready | started N P | failed N ERRNO | exited P STATUS MAXRSS_KIB
 // The server ends, killing its workers, when the socket closes; it dies with the run
-// (PR_SET_PDEATHSIG), and its workers die with it.
+// (PR_SET_PDEATHSIG), and its workers die with it. The run waits for every reply with a deadline;
+// a server that misses one is killed and replaced (see Impl::retire).
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -20,7 +21,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <memory>
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
@@ -92,26 +96,76 @@ class LineReader {
 
 // ---- the run's side --------------------------------------------------------------------------
 
+namespace {
+
+// Every wait for the server has a deadline. Loading LibTorch takes a fraction of a second of
+// CPU; a machine under heavy load may need many times more. A server not ready in time is not
+// used (workers are then spawned from scratch, which costs only speed).
+constexpr auto kStartLimit = std::chrono::seconds(30);
+// While waiting, the server is looked at this often: one found stopped (SIGSTOP from outside)
+// at two looks in a row is given up at once instead of at the deadline. Two looks: a terminal's
+// job control stops and continues the whole process group, this run included.
+constexpr auto kLookEvery = std::chrono::seconds(1);
+// After the time limit the server is asked to kill the worker; it answers within milliseconds
+// (one poll() round and a wait4). Past this the server itself is stuck and is killed.
+constexpr auto kKillGrace = std::chrono::seconds(3);
+// At the end of the run the server kills what still runs and exits (milliseconds).
+constexpr auto kEndLimit = std::chrono::seconds(5);
+// A server replaced this many times in one run is not used again (workers are spawned).
+constexpr int kMaxReplacements = 5;
+
+// 'T' (stopped, e.g. SIGSTOP) or 't' (stopped by a tracer) in /proc/PID/stat.
+bool process_stopped(pid_t pid) {
+  std::FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
+  if (f == nullptr) return false;
+  char text[512] = {0};
+  const size_t n = std::fread(text, 1, sizeof text - 1, f);
+  std::fclose(f);
+  const char* paren = std::strrchr(text, ')');  // the command name may hold spaces
+  if (n == 0 || paren == nullptr || paren[1] != ' ') return false;
+  return paren[2] == 'T' || paren[2] == 't';
+}
+
+// Signals that only come from outside: the server itself never raises them.
+bool sent_from_outside(int sig) {
+  return sig == SIGKILL || sig == SIGTERM || sig == SIGINT || sig == SIGHUP || sig == SIGQUIT;
+}
+
+}  // namespace
+
 struct ForkServer::Impl {
-  pid_t pid = -1;
-  int socket = -1;
-  std::thread reader;
-  std::mutex mutex;       // guards the state below
-  std::mutex send_mutex;  // one message at a time on the socket (held without `mutex`)
-  std::condition_variable changed;
-  bool ready = false;
-  bool gone = false;
-  std::string why;  // why it is not ready / gone
-  long next_id = 1;
-  std::map<long, long> started;  // request id -> worker pid, or -errno when the fork failed
   struct Ended {
     int status;
     long max_rss_kib;
   };
-  std::map<long, Ended> ended;  // worker pid -> how it ended
+  // One server process. A server that stops answering is killed and a fresh one takes its place;
+  // a worker's request keeps a reference to the server that forked it.
+  struct Server {
+    pid_t pid = -1;
+    int socket = -1;
+    std::thread reader;
+    std::mutex send_mutex;  // one message at a time on the socket (held without Impl::mutex)
+    bool ready = false;
+    bool gone = false;
+    bool by_machine = false;  // gone because of the machine (killed or stopped from outside)
+    std::string why;          // why it is not ready / gone
+    std::map<long, long> started;  // request id -> worker pid, or -errno when the fork failed
+    std::map<long, Ended> ended;   // worker pid -> how it ended
+  };
 
-  void read_replies() {
-    LineReader in(socket);
+  std::string executable;
+  std::string log_path;
+  std::mutex mutex;  // guards the state below and that of every Server
+  std::condition_variable changed;
+  std::shared_ptr<Server> current;             // null or gone: the next request starts one
+  std::vector<std::shared_ptr<Server>> all;    // every server of the run, ended at the end
+  std::string why;                             // why there is no usable server
+  bool starting = false;
+  int replacements = 0;
+  long next_id = 1;
+
+  void read_replies(Server* s) {
+    LineReader in(s->socket);
     std::string line;
     while (in.next(&line)) {
       std::istringstream ss(line);
@@ -119,115 +173,185 @@ struct ForkServer::Impl {
       ss >> what;
       std::lock_guard<std::mutex> lock(mutex);
       if (what == "ready") {
-        ready = true;
+        s->ready = true;
       } else if (what == "started" || what == "failed") {
         long id = 0, value = 0;
         ss >> id >> value;
-        started[id] = what == "started" ? value : -value;
+        s->started[id] = what == "started" ? value : -value;
       } else if (what == "exited") {
         long worker = 0, max_rss = 0;
         int status = 0;
         ss >> worker >> status >> max_rss;
-        ended[worker] = Ended{status, max_rss};
+        s->ended[worker] = Ended{status, max_rss};
       }
       changed.notify_all();
     }
     int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    while (waitpid(s->pid, &status, 0) < 0 && errno == EINTR) {
     }
     std::lock_guard<std::mutex> lock(mutex);
-    gone = true;
-    if (why.empty()) {
-      why = WIFSIGNALED(status) ? "the fork server was killed by " + signal_name(WTERMSIG(status))
-                                : "the fork server exited with code " +
-                                      std::to_string(WEXITSTATUS(status));
+    s->gone = true;
+    if (s->why.empty()) {  // not ended by us: by itself (our bug) or from outside
+      if (WIFSIGNALED(status)) {
+        const int sig = WTERMSIG(status);
+        s->by_machine = sent_from_outside(sig);
+        s->why = "the fork server was killed by " + signal_name(sig) +
+                 (s->by_machine ? " from outside qlora-compat" : "");
+      } else {
+        s->why = "the fork server exited with code " + std::to_string(WEXITSTATUS(status));
+      }
     }
     changed.notify_all();
+  }
+
+  enum class Wait { kAnswered, kDeadline, kStopped };
+  // Waits (lock held, released while waiting) until `answered`, the deadline, or server `s` found
+  // stopped from outside.
+  template <class Pred>
+  Wait wait_for_server(std::unique_lock<std::mutex>& lock, const Server& s,
+                       detail::Clock::time_point deadline, Pred answered) {
+    int stopped_looks = 0;
+    while (true) {
+      const auto look = std::min(deadline, detail::Clock::now() + kLookEvery);
+      if (changed.wait_until(lock, look, answered)) return Wait::kAnswered;
+      if (detail::Clock::now() >= deadline) return Wait::kDeadline;
+      stopped_looks = process_stopped(s.pid) ? stopped_looks + 1 : 0;
+      if (stopped_looks >= 2) return Wait::kStopped;
+    }
+  }
+
+  // Starts a server and waits (lock held, released while waiting) until it is ready or failed.
+  std::shared_ptr<Server> start(std::unique_lock<std::mutex>& lock, bool first) {
+    auto s = std::make_shared<Server>();
+    int fds[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+      why = std::string("socketpair: ") + std::strerror(errno);
+      return nullptr;
+    }
+    std::vector<std::string> args = {executable, "worker-server", "--parent-pid",
+                                     std::to_string(getpid())};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, fds[1], 0);
+    posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
+    // A replacement appends: the log of the server it replaces stays readable.
+    posix_spawn_file_actions_addopen(&actions, 2, log_path.c_str(),
+                                     O_WRONLY | O_CREAT | (first ? O_TRUNC : O_APPEND), 0644);
+    int err = posix_spawn(&s->pid, executable.c_str(), &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    close(fds[1]);
+    if (err != 0) {
+      close(fds[0]);
+      why = "cannot start '" + executable + "': " + std::strerror(err);
+      return nullptr;
+    }
+    s->socket = fds[0];
+    s->reader = std::thread([this, raw = s.get()] { read_replies(raw); });
+    all.push_back(s);
+    const Wait w = wait_for_server(lock, *s, detail::Clock::now() + kStartLimit,
+                                   [&] { return s->ready || s->gone; });
+    if (w != Wait::kAnswered) {
+      retire(*s, "the fork server did not start within " +
+                     std::to_string(std::chrono::seconds(kStartLimit).count()) + " s");
+    }
+    if (s->gone) {
+      why = s->why;
+      return nullptr;
+    }
+    return s;
+  }
+
+  // Kills a server that stopped answering (its workers die with it: PR_SET_PDEATHSIG); the
+  // reader reaps it. The next request starts a fresh one.
+  void retire(Server& s, const std::string& reason) {
+    if (s.gone) return;
+    s.by_machine = process_stopped(s.pid);
+    s.why = reason + (s.by_machine ? " (it was stopped from outside qlora-compat, e.g. SIGSTOP)"
+                                   : "") + "; it was killed and replaced";
+    kill(s.pid, SIGKILL);
+    if (current.get() == &s) current.reset();
+  }
+
+  // The server to send a request to: the current one, or a fresh one when it has gone. Null
+  // (with `why`) when there is none: the caller spawns the worker from scratch.
+  std::shared_ptr<Server> usable(std::unique_lock<std::mutex>& lock) {
+    changed.wait(lock, [&] { return !starting; });
+    if (current && !current->gone) return current;
+    if (current) {  // gone since the last request
+      why = current->why;
+      current.reset();
+    }
+    if (replacements >= kMaxReplacements) return nullptr;
+    ++replacements;
+    starting = true;
+    current = start(lock, false);
+    starting = false;
+    changed.notify_all();
+    return current;
   }
 };
 
 ForkServer::ForkServer(const std::string& executable, const std::string& log_path)
     : impl_(std::make_unique<Impl>()) {
-  int fds[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
-    impl_->why = std::string("socketpair: ") + std::strerror(errno);
-    impl_->gone = true;
-    return;
-  }
-  std::vector<std::string> args = {executable, "worker-server", "--parent-pid",
-                                   std::to_string(getpid())};
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, fds[1], 0);
-  posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
-  posix_spawn_file_actions_addopen(&actions, 2, log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                   0644);
-  int err = posix_spawn(&impl_->pid, executable.c_str(), &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  close(fds[1]);
-  if (err != 0) {
-    close(fds[0]);
-    impl_->why = "cannot start '" + executable + "': " + std::strerror(err);
-    impl_->gone = true;
-    return;
-  }
-  impl_->socket = fds[0];
-  impl_->reader = std::thread([impl = impl_.get()] { impl->read_replies(); });
+  impl_->executable = executable;
+  impl_->log_path = log_path;
   std::unique_lock<std::mutex> lock(impl_->mutex);
-  // Loading LibTorch takes a fraction of a second; a machine under heavy load may need more.
-  if (!impl_->changed.wait_for(lock, std::chrono::seconds(120),
-                               [&] { return impl_->ready || impl_->gone; })) {
-    impl_->why = "the fork server did not start within 120 s";
-    lock.unlock();
-    kill(impl_->pid, SIGKILL);
-  }
+  impl_->current = impl_->start(lock, true);
 }
 
 ForkServer::~ForkServer() {
-  if (impl_->socket < 0) return;
-  // End of requests: the server kills whatever still runs and exits; the reader then reaps it.
-  shutdown(impl_->socket, SHUT_WR);
-  {
-    std::unique_lock<std::mutex> lock(impl_->mutex);
-    if (!impl_->changed.wait_for(lock, std::chrono::seconds(10), [&] { return impl_->gone; })) {
-      kill(impl_->pid, SIGKILL);
+  std::unique_lock<std::mutex> lock(impl_->mutex);
+  // End of requests: each server kills whatever still runs and exits; its reader then reaps it.
+  for (auto& s : impl_->all) {
+    if (!s->gone) shutdown(s->socket, SHUT_WR);
+  }
+  const auto deadline = detail::Clock::now() + kEndLimit;
+  for (auto& s : impl_->all) {
+    if (impl_->wait_for_server(lock, *s, deadline, [&] { return s->gone; }) !=
+        Impl::Wait::kAnswered) {
+      kill(s->pid, SIGKILL);
     }
   }
-  if (impl_->reader.joinable()) impl_->reader.join();
-  close(impl_->socket);
+  lock.unlock();
+  for (auto& s : impl_->all) {
+    if (s->reader.joinable()) s->reader.join();
+    close(s->socket);
+  }
 }
 
 bool ForkServer::ready() const {
   std::lock_guard<std::mutex> lock(impl_->mutex);
-  return impl_->ready && !impl_->gone;
+  return impl_->current && impl_->current->ready && !impl_->current->gone;
 }
 
 std::string ForkServer::error() const {
   std::lock_guard<std::mutex> lock(impl_->mutex);
-  return impl_->why;
+  return impl_->current ? impl_->current->why : impl_->why;
 }
 
 namespace detail {
 namespace {
 
-bool send_line(ForkServer::Impl& s, const std::string& line) {
+bool send_line(ForkServer::Impl::Server& s, const std::string& line) {
   std::lock_guard<std::mutex> lock(s.send_mutex);
   return send_all(s.socket, line + "\n");
 }
 
 }  // namespace
 
-bool fork_worker(ForkServer::Impl& s, const WorkerRequest& request, const std::string& log_path,
+bool fork_worker(ForkServer::Impl& impl, const WorkerRequest& request, const std::string& log_path,
                  Clock::time_point deadline, WorkerExit* exit, std::string* error) {
-  std::unique_lock<std::mutex> lock(s.mutex);
-  if (!s.ready || s.gone) {
-    *error = "the fork server is not running: " + s.why;
+  std::unique_lock<std::mutex> lock(impl.mutex);
+  const std::shared_ptr<ForkServer::Impl::Server> server = impl.usable(lock);
+  if (!server) {
+    *error = "the fork server is not running: " + impl.why;
     return false;
   }
-  const long id = s.next_id++;
+  ForkServer::Impl::Server& s = *server;
+  const long id = impl.next_id++;
   const nlohmann::json message = {{"op", "run"},
                                   {"id", id},
                                   {"case", request.case_id},
@@ -243,7 +367,16 @@ bool fork_worker(ForkServer::Impl& s, const WorkerRequest& request, const std::s
     return false;
   }
   lock.lock();
-  s.changed.wait(lock, [&] { return s.started.count(id) || s.gone; });
+  // The reply takes milliseconds; the case's own time limit (which counts its start, as a
+  // spawned worker's does) is the deadline.
+  using Wait = ForkServer::Impl::Wait;
+  if (impl.wait_for_server(lock, s, deadline, [&] { return s.started.count(id) || s.gone; }) !=
+      Wait::kAnswered) {
+    impl.retire(s, "the fork server did not answer a request to start the worker");
+    exit->lost = "the worker never started: " + s.why;
+    exit->lost_to_machine = s.by_machine;
+    return true;
+  }
   if (!s.started.count(id)) {
     *error = "the fork server ended: " + s.why;
     return false;
@@ -255,16 +388,26 @@ bool fork_worker(ForkServer::Impl& s, const WorkerRequest& request, const std::s
     return false;
   }
   auto done = [&] { return s.ended.count(pid) || s.gone; };
-  if (!s.changed.wait_until(lock, deadline, done)) {
+  const Wait w = impl.wait_for_server(lock, s, deadline, done);
+  if (w == Wait::kStopped) {
+    // The worker's end could never be reported: give up on the server (the worker dies with it).
+    impl.retire(s, "the fork server stopped answering while the worker ran");
+  } else if (w == Wait::kDeadline) {
     lock.unlock();
     send_line(s, nlohmann::json({{"op", "kill"}, {"pid", pid}}).dump());
     lock.lock();
     exit->timed_out = true;
-    s.changed.wait_for(lock, std::chrono::seconds(60), done);
+    if (impl.wait_for_server(lock, s, detail::Clock::now() + kKillGrace, done) !=
+        Wait::kAnswered) {
+      impl.retire(s, "the fork server did not answer within " +
+                         std::to_string(std::chrono::seconds(kKillGrace).count()) +
+                         " s when asked to kill a worker past its time limit");
+    }
   }
   auto it = s.ended.find(pid);
   if (it == s.ended.end()) {
-    exit->lost = "the fork server ended while the worker ran (" + s.why + ")";
+    exit->lost = "the worker's end is unknown: " + s.why;
+    exit->lost_to_machine = s.by_machine;
     return true;
   }
   exit->status = it->second.status;

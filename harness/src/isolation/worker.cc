@@ -23,6 +23,7 @@
 #include <exception>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <mutex>
 #include <sstream>
 #include <stdexcept>
@@ -109,10 +110,19 @@ Record parent_record(const Case& c, const RunSettings& settings, Outcome outcome
   return r;
 }
 
+// How long a worker killed (SIGKILL) at its time limit may take to disappear.
+constexpr auto kKillGrace = std::chrono::seconds(10);
+
+class WorkerUnkillable : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 // Waits for `pid` to end or for `deadline`; kills it (SIGKILL) past the deadline. Returns true
 // when it was killed for the time limit. A pidfd (Linux >= 5.3) wakes us the moment the worker
 // ends; without one we poll with a short sleep.
 bool wait_for_worker(pid_t pid, Clock::time_point deadline, int* status, rusage* usage) {
+  // `deadline` is moved to the end of the kill grace once the worker is killed.
   int pidfd = -1;
 #ifdef SYS_pidfd_open
   pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
@@ -127,12 +137,19 @@ bool wait_for_worker(pid_t pid, Clock::time_point deadline, int* status, rusage*
       throw std::runtime_error(std::string("waiting for worker: ") + std::strerror(errno));
     }
     auto now = Clock::now();
+    if (now >= deadline && timed_out) {
+      // Still there after SIGKILL: stuck in the kernel (uninterruptible sleep in a driver or a
+      // file system). Not waited for any longer; the machine's fault, not the case's.
+      if (pidfd >= 0) close(pidfd);
+      throw WorkerUnkillable("the worker did not end within " +
+                             std::to_string(std::chrono::seconds(kKillGrace).count()) +
+                             " s of SIGKILL (stuck in the kernel: a driver or a file system)");
+    }
     if (now >= deadline) {
       kill(pid, SIGKILL);
-      while (wait4(pid, status, 0, usage) < 0 && errno == EINTR) {
-      }
       timed_out = true;
-      break;
+      deadline = now + kKillGrace;  // SIGKILL ends a process within milliseconds
+      continue;
     }
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count() + 1;
     if (pidfd >= 0) {
@@ -145,6 +162,63 @@ bool wait_for_worker(pid_t pid, Clock::time_point deadline, int* status, rusage*
   }
   if (pidfd >= 0) close(pidfd);
   return timed_out;
+}
+
+// The memory this process may use: the smaller of the machine's memory and its cgroup's limit
+// (v2 memory.max, v1 memory.limit_in_bytes); 0 when unknown.
+int64_t memory_limit_bytes() {
+  int64_t limit = 0;
+  std::ifstream meminfo("/proc/meminfo");
+  for (std::string key; meminfo >> key;) {
+    if (key == "MemTotal:") {
+      int64_t kib = 0;
+      meminfo >> kib;
+      limit = kib * 1024;
+      break;
+    }
+    meminfo.ignore(std::numeric_limits<std::streamsize>::max(), '\n');
+  }
+  std::ifstream cgroups("/proc/self/cgroup");
+  for (std::string line; std::getline(cgroups, line);) {
+    // "0::/path" (v2) or "N:memory:/path" (v1)
+    const size_t a = line.find(':'), b = line.find(':', a + 1);
+    if (a == std::string::npos || b == std::string::npos) continue;
+    const std::string controllers = line.substr(a + 1, b - a - 1), path = line.substr(b + 1);
+    const std::string file = controllers.empty() ? "/sys/fs/cgroup" + path + "/memory.max"
+                             : controllers == "memory"
+                                 ? "/sys/fs/cgroup/memory" + path + "/memory.limit_in_bytes"
+                                 : "";
+    if (file.empty()) continue;
+    std::ifstream in(file);
+    int64_t value = 0;
+    if (in >> value && value > 0 && (limit == 0 || value < limit)) limit = value;  // "max": no limit
+  }
+  return limit;
+}
+
+// A worker killed by SIGKILL that qlora-compat did not send: the kernel's OOM killer or another
+// process (a user, a batch system). There is no reading the kernel log here, so the worker's own
+// peak resident set against the memory limit decides: a worker that held at least half of it is
+// what the OOM killer picks (it kills the largest), so the case ran out of memory (oom); a smaller
+// one was killed for someone else's memory, or by another process (machine_fault: --resume runs
+// it again).
+Outcome killed_from_outside(int64_t peak_bytes, std::string* message) {
+  const int64_t limit = memory_limit_bytes();
+  const bool large = limit > 0 && peak_bytes >= limit / 2;
+  char evidence[160];
+  if (limit > 0) {
+    std::snprintf(evidence, sizeof evidence,
+                  "its peak resident set was %.0f MiB of the %.0f MiB this machine allows",
+                  peak_bytes / 1048576.0, limit / 1048576.0);
+  } else {
+    std::snprintf(evidence, sizeof evidence, "its peak resident set was %.0f MiB",
+                  peak_bytes / 1048576.0);
+  }
+  *message = std::string("worker killed by SIGKILL (the OOM killer or another process, not "
+                         "qlora-compat): ") + evidence +
+             (large ? ", so most likely the OOM killer"
+                    : ", too little to make it the OOM killer's choice: a machine fault");
+  return large ? Outcome::kOom : Outcome::kMachineFault;
 }
 
 // The record of a worker that has ended: its own, when it wrote one (`from_worker`), else one
@@ -185,10 +259,16 @@ Record record_from_exit(const Case& c, const RunSettings& settings, double timeo
                           " s and was killed (SIGKILL)");
     r.peak_memory_bytes = max_rss;
   } else if (!known) {
-    r = parent_record(c, settings, Outcome::kHarnessError, exit.lost);
+    r = parent_record(c, settings,
+                      exit.lost_to_machine ? Outcome::kMachineFault : Outcome::kHarnessError,
+                      exit.lost);
+  } else if (signaled && sig == SIGKILL) {
+    r = parent_record(c, settings, Outcome::kCrash, "");
+    r.outcome = killed_from_outside(max_rss, &r.message);
+    if (!output.empty()) r.message += "\n" + last_line(output);
+    r.peak_memory_bytes = max_rss;
   } else if (signaled) {
     std::string message = "worker killed by " + signal_name(sig);
-    if (sig == SIGKILL) message += " (not by qlora-compat: the kernel's OOM killer sends it)";
     if (!output.empty()) message += "\n" + last_line(output);
     r = parent_record(c, settings, Outcome::kCrash, message);
     r.peak_memory_bytes = max_rss;
@@ -325,9 +405,12 @@ bool spawn_worker(const std::string& executable, const WorkerRequest& request,
   }
   try {
     exit->timed_out = wait_for_worker(pid, deadline, &exit->status, &exit->usage);
+  } catch (const WorkerUnkillable& e) {
+    exit->lost = e.what();
+    exit->lost_to_machine = true;
   } catch (const std::exception& e) {
     kill(pid, SIGKILL);
-    waitpid(pid, nullptr, 0);
+    waitpid(pid, nullptr, WNOHANG);  // never block: every wait has a deadline
     exit->lost = e.what();
   }
   return true;

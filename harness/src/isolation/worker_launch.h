@@ -18,6 +18,7 @@ struct WorkerExit {
   rusage usage{};          // of the worker alone (ru_maxrss: its peak resident set, KiB)
   bool timed_out = false;  // killed (SIGKILL) at the deadline
   std::string lost;        // non-empty: how the worker ended is unknown, and why
+  bool lost_to_machine = false;  // ... because of the machine (e.g. fork server stopped from outside)
 };
 
 // Both start the worker with stdin from /dev/null and stdout/stderr into `log_path`, wait for it

@@ -321,10 +321,12 @@ TEST(CaseAxes, SetAxisTakesMatrixSpellingsAndRejectsOthers) {
 }
 
 TEST(OutcomeNames, SpellTheDesignList) {
-  // DESIGN.md "Outcomes", in order.
+  // DESIGN.md "Outcomes", in order, then machine_fault (the machine's faults that are not a
+  // verdict on the settings nor our bug: disk full, killed from outside; README "Outcomes").
   const std::vector<std::string> expected = {
       "ok",  "dtype_mismatch", "unsupported_dtype", "unsupported_op", "nan_loss", "no_learning",
-      "oom", "cuda_error",     "crash",             "timeout",        "skipped",  "harness_error"};
+      "oom", "cuda_error",     "crash",             "timeout",        "skipped",  "harness_error",
+      "machine_fault"};
   ASSERT_EQ(kAllOutcomes.size(), expected.size());
   for (std::size_t i = 0; i < expected.size(); ++i) {
     EXPECT_EQ(to_string(kAllOutcomes[i]), expected[i]);
