@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The nightly's last job: every runner's run folder merged into one table, diffed against the
-# published runs (docs/runs/). Exit status 1 on a regression (what `qlora-compat diff` reports).
+# published runs (docs/runs/). Exit status 4 on a regression (what `qlora-compat diff` reports),
+# 1 on bad input.
 #   ci/nightly_merge.sh RUNS_DIR OUT [BASE]
 # RUNS_DIR holds one run folder per runner (each with records.jsonl); OUT receives the merged
 # table (merged/) and the diff (diff.txt); BASE defaults to docs/runs.

@@ -11,6 +11,7 @@
 #include <set>
 #include <sstream>
 
+#include "markdown_text.h"
 #include "qlc/reports/report.h"
 
 namespace qlc::reports {
@@ -20,52 +21,11 @@ namespace {
 using harness::Outcome;
 using harness::Record;
 
-// The value of one table axis for a case: "weights" folds in double quantization (nf4+dq).
-std::string axis_value(const std::vector<std::pair<std::string, std::string>>& axes,
-                       const std::string& name) {
-  std::string value, dq;
-  for (const auto& [n, v] : axes) {
-    if (n == name) value = v;
-    if (n == "double_quant") dq = v;
-  }
-  if (name == "weights" && dq == "true") value += "+dq";
-  return value.empty() ? "-" : value;
-}
-
 std::string key_of(const std::vector<std::pair<std::string, std::string>>& axes,
                    const std::vector<std::string>& names) {
   std::string key;
   for (const auto& n : names) key += (key.empty() ? "" : " · ") + axis_value(axes, n);
   return key;
-}
-
-// A table cell must stay on one row: no pipes or newlines from messages.
-std::string cell_text(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '|') out += "\\|";
-    else if (c == '\n' || c == '\r' || c == '\t') out += ' ';
-    else if (c == '<') out += "&lt;";
-    else if (c == '&') out += "&amp;";
-    else out += c;
-  }
-  return out;
-}
-
-std::string fixed(double v, int digits) {
-  std::ostringstream s;
-  s << std::fixed << std::setprecision(digits) << v;
-  return s.str();
-}
-
-// One mark per case: ok, skipped, or the outcome code; "!" when it differs from the prediction.
-std::string mark(const Record& r) {
-  std::string m = r.outcome == Outcome::kOk        ? "✅"
-                  : r.outcome == Outcome::kSkipped ? "⏭️"
-                                                   : "❌ " + harness::to_string(r.outcome);
-  if (r.prediction && !r.as_predicted()) m += " ❗";
-  if (r.outcome == Outcome::kOk) m += " " + fixed(r.step_time.median_ms, 1) + " ms";
-  return m;
 }
 
 const nlohmann::json* find(const nlohmann::json& j, std::initializer_list<const char*> path) {
@@ -191,7 +151,7 @@ class MarkdownWriter : public Writer {
         std::string text;
         if (it != cells.end()) {
           // Cases differing in an axis outside the table share a cell: one mark each.
-          for (const Record* r : it->second) text += (text.empty() ? "" : "<br>") + mark(*r);
+          for (const Record* r : it->second) text += (text.empty() ? "" : "<br>") + outcome_mark(*r);
         }
         out << " " << text << " |";
       }

@@ -1,9 +1,8 @@
 // Reading a run folder, the case axes, the writer registry and the multiplexer.
-#include <unistd.h>
-
 #include <filesystem>
 #include <fstream>
 
+#include "atomic_file.h"
 #include "qlc/harness/case.h"
 #include "qlc/reports/report.h"
 
@@ -73,22 +72,9 @@ std::vector<std::string> write_reports(const RunData& run, const std::vector<std
   if (ec) throw ReportError(out_dir + ": cannot create the folder: " + ec.message());
   std::vector<std::string> written;
   for (const auto& w : writers) {
-    const fs::path path = fs::path(out_dir) / w->file_name();
-    // In the target's folder: rename is atomic there, so a reader never sees half a report.
-    const fs::path tmp = path.string() + ".tmp" + std::to_string(::getpid());
-    {
-      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-      if (!out) throw ReportError(tmp.string() + ": cannot write");
-      w->write(run, out);
-      out.flush();
-      if (!out) throw ReportError(tmp.string() + ": write failed");
-    }
-    fs::rename(tmp, path, ec);
-    if (ec) {
-      fs::remove(tmp);
-      throw ReportError(path.string() + ": cannot replace: " + ec.message());
-    }
-    written.push_back(path.string());
+    const std::string path = (fs::path(out_dir) / w->file_name()).string();
+    write_file_atomically(path, [&](std::ostream& out) { w->write(run, out); });
+    written.push_back(path);
   }
   return written;
 }

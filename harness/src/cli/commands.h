@@ -25,6 +25,7 @@ inline constexpr int kExitHarnessError = 2;   // the run completed, but a case h
 // The machine cut cases short (machine_fault: disk full, killed or stopped from outside) or
 // stopped the run (disk full): --resume runs those cases again.
 inline constexpr int kExitMachineFault = 3;
+inline constexpr int kExitRegression = 4;     // `diff`: a case that worked in BASE fails in NEW
 
 class CliError : public std::runtime_error {
  public:
@@ -80,6 +81,19 @@ struct ReportOptions {
   std::string rules;                 // optional rules file: each failure cause's "detect" text
 };
 
+// `merge`: runs (folders, report.json files, folders of them) into one table per environment.
+struct MergeOptions {
+  std::vector<std::string> inputs;
+  std::string out;
+};
+
+// `diff BASE NEW`: outcome and timing changes; exit kExitRegression on a regression.
+struct DiffOptions {
+  std::string base;
+  std::string next;
+  std::string format = "text";  // text | json
+};
+
 struct WorkerArgs {
   std::string case_id;
   std::string settings_json;
@@ -112,6 +126,8 @@ int export_command(const std::string& case_id, const std::string& matrix, const 
 int classify_command();
 int env_command();
 int report_command(const ReportOptions& options);
+int merge_command(const MergeOptions& options);
+int diff_command(const DiffOptions& options);
 // Every report format of the run folder `dir`, written into it; the paths written. `rules`
 // (optional) adds each failure cause's "detect" text. CliError on a bad run folder.
 std::vector<std::string> write_run_reports(const std::string& dir, const std::string& rules);

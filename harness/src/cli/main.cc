@@ -165,6 +165,42 @@ int main(int argc, char** argv) {
   report_cmd->footer("Prints the path of each file written. Exit status 1 on a missing or "
                      "malformed run folder (the error names the file and line).");
 
+  MergeOptions merge;
+  CLI::App* merge_cmd = app.add_subcommand(
+      "merge", "Merge runs from many machines into one table, a column group per environment");
+  merge_cmd->add_option("inputs", merge.inputs,
+                        "Run folders (records.jsonl + environment.json), report.json files, a "
+                        "merge's output folder, or folders holding runs (docs/runs)")
+      ->required();
+  merge_cmd->add_option("--out,-o", merge.out, "Folder for compatibility.md and runs/")->required();
+  merge_cmd->footer(
+      "Writes OUT/compatibility.md (Markdown; no HTML yet) and OUT/runs/<environment>/report.json "
+      "(each column as a run, the input of a later merge or diff).\n"
+      "Same environment = same device type, LibTorch version and, for the CPU, CPU model and "
+      "instruction sets, for a GPU, its name, compute capability and CUDA runtime; git revision, "
+      "compiler, OS and driver may differ (README, \"Reports\"). Two runs of one environment make "
+      "one column: for a case both have, the later on the command line wins (and the output says "
+      "so); different environments are never mixed. Exit status 1 on bad input.");
+
+  DiffOptions diff;
+  CLI::App* diff_cmd = app.add_subcommand(
+      "diff", "What changed from BASE to NEW: regressions, fixes, changed failures, timing");
+  diff_cmd->add_option("base", diff.base, "Run, report.json, merge output or folder of runs")
+      ->required();
+  diff_cmd->add_option("new", diff.next, "The same for the newer run(s)")->required();
+  diff_cmd->add_option("--format", diff.format, "text (an aligned table) or json")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"text", "json"}));
+  diff_cmd->footer(
+      "Environments are paired as merge defines them (one on each side: paired whatever they "
+      "are); cases by id without the device. Changes: regression (ok -> a failure), fix (a "
+      "failure -> ok), changed_failure (one failure -> another), skip_changed, only_in_base / "
+      "only_in_new, and slower / faster for cases ok on both sides: the new median step time "
+      "beyond the other run's p90 (the run's own noise) and by at least x1.25 (run-to-run drift "
+      "of one build on a shared machine stays below that).\n"
+      "Exit status: 0 without a regression, 4 with one (timing changes never fail), 1 on bad "
+      "input.");
+
   CLI::App* env_cmd = app.add_subcommand(
       "env", "Print this machine's environment facts (JSON), as recorded with every run");
 
@@ -186,11 +222,11 @@ int main(int argc, char** argv) {
   if (argc > 1 && argv[1][0] != '-') {
     const std::string command = argv[1];
     if (command != "run" && command != "list" && command != "env" && command != "check" &&
-        command != "collect" && command != "report" && command != "explain" && command != "export" && command != "classify" && command != "worker" &&
+        command != "collect" && command != "report" && command != "merge" && command != "diff" && command != "explain" && command != "export" && command != "classify" && command != "worker" &&
         command != "worker-server") {
       std::fprintf(stderr,
                    "qlora-compat: error: unknown command '%s' (expected run, list, env, check, "
-                   "collect, report, explain or export; see --help)\n",
+                   "collect, report, merge, diff, explain or export; see --help)\n",
                    command.c_str());
       return kExitUsage;
     }
@@ -223,6 +259,8 @@ int main(int argc, char** argv) {
     if (*export_cmd) return export_command(export_case_id, export_matrix, export_out);
     if (*classify_cmd) return classify_command();
     if (*report_cmd) return report_command(report);
+    if (*merge_cmd) return merge_command(merge);
+    if (*diff_cmd) return diff_command(diff);
     if (*env_cmd) return env_command();
     if (*worker_cmd) worker_command(worker);
     if (*server_cmd) return worker_server_command(server_parent);
