@@ -1,6 +1,8 @@
 #include "qlc/kernels/safetensors.h"
 
 #include <cstdio>
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -135,14 +137,23 @@ void write_safetensors(const std::string& path, const StFile& file) {
   const std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw SafetensorsError(path + ": cannot open '" + tmp + "' for writing");
+    if (!out) {
+      throw SafetensorsError(path + ": cannot open '" + tmp + "' for writing: " +
+                             std::strerror(errno));
+    }
     uint64_t len = text.size();
     for (int i = 0; i < 8; ++i) out.put(static_cast<char>((len >> (8 * i)) & 0xFF));
     out.write(text.data(), static_cast<std::streamsize>(text.size()));
     for (const auto& kv : file.tensors)
       out.write(reinterpret_cast<const char*>(kv.second.data.data()),
                 static_cast<std::streamsize>(kv.second.data.size()));
-    if (!out.flush()) throw SafetensorsError(path + ": write failed (disk full?)");
+    if (!out.flush()) {
+      const int err = errno;  // the failed write's (the caller may read errno too)
+      out.close();
+      std::remove(tmp.c_str());
+      errno = err;
+      throw SafetensorsError(path + ": cannot write '" + tmp + "': " + std::strerror(err));
+    }
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     std::remove(tmp.c_str());

@@ -1,5 +1,6 @@
 // qlora-compat: run / list / env (and the hidden `worker` the run spawns per case).
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -52,6 +53,10 @@ const CLI::Validator kTimeoutCheck(
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A write past the file size limit (RLIMIT_FSIZE, `ulimit -f`) then fails with EFBIG, which is
+  // reported like a full disk, instead of killing the process. Workers and the fork server
+  // inherit it (an ignored signal stays ignored across exec).
+  std::signal(SIGXFSZ, SIG_IGN);
   CLI::App app{
       "qlora-compat: runs real QLoRA training steps for every combination of quantization and "
       "dtypes, and reports which work here, why the others fail, and how fast.",

@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "commands.h"
+#include "qlc/harness/machine_fault.h"
 #include "qlc/harness/prediction.h"
 #include "qlc/harness/rules.h"
 #include "qlc/harness/environment.h"
@@ -141,6 +142,14 @@ std::optional<Rules> load_run_rules(const std::string& rules, const std::string&
 
 namespace {
 
+// Thrown from a finished case to stop the run for the machine's fault (disk full).
+class RunStopped : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+std::string first_line_of(const std::string& text) { return text.substr(0, text.find('\n')); }
+
 int usable_cores() {
   unsigned n = std::thread::hardware_concurrency();
   return n == 0 ? 1 : static_cast<int>(n);
@@ -255,12 +264,33 @@ int run_command(const RunOptions& o) {
     }
     return r;
   };
+  size_t appended = 0;
   auto finished = [&](const Case& c, Record& r) {
     r.environment_id = env_id;
-    append_record(records_path, r);
+    try {
+      append_record(records_path, r);
+    } catch (const std::exception& e) {
+      const int err = errno;  // append_record's failed call
+      const StorageFault fault = storage_fault_of(err);
+      if (fault == StorageFault::kNone) throw;
+      throw RunStopped(storage_fault_message(fault, "writing " + records_path, err));
+    }
+    ++appended;
     progress.finished(c, r);
+    // Every case after it would fail the same way: stop (the running ones end first).
+    if (is_disk_full(r)) throw RunStopped(first_line_of(r.message) + " (case " + c.id() + ")");
   };
-  for_each_case(to_run, o.jobs, run_one, finished);
+  try {
+    for_each_case(to_run, o.jobs, run_one, finished);
+  } catch (const RunStopped& stop) {
+    progress.end();
+    std::cerr << "qlora-compat: error: " << stop.what() << ": the run stopped after " << appended
+              << " of " << to_run.size()
+              << " cases; free space, then run again with --resume (it also reruns the cases "
+                 "the machine cut short)\n";
+    close(lock_fd);
+    return kExitMachineFault;
+  }
   progress.end();
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -466,7 +466,7 @@ int fork_server_main(long parent_pid) {
       close(sfd);
       int in = open("/dev/null", O_RDONLY);
       int out = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-      if (in < 0 || out < 0) std::_Exit(kWorkerExitUsage);
+      if (in < 0 || out < 0) std::_Exit(worker_exit_for_write_error(errno, kWorkerExitUsage));
       dup2(in, 0);
       dup2(out, 1);
       dup2(out, 2);

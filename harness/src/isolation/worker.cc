@@ -30,6 +30,7 @@
 #include <thread>
 
 #include "isolation/worker_launch.h"
+#include "qlc/harness/machine_fault.h"
 
 extern char** environ;
 
@@ -117,6 +118,20 @@ class WorkerUnkillable : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+
+// The record of a case whose scratch folder could not be made: the machine's fault when the
+// disk is full or the folder unwritable, else ours.
+Record work_folder_error(const Case& c, const RunSettings& settings, const fs::path& dir,
+                         const std::error_code& ec) {
+  const StorageFault fault = storage_fault_of(ec.value());
+  if (fault != StorageFault::kNone) {
+    return parent_record(c, settings, Outcome::kMachineFault,
+                         storage_fault_message(fault, "creating the work folder " + dir.string(),
+                                               ec.value()));
+  }
+  return parent_record(c, settings, Outcome::kHarnessError,
+                       "cannot create work folder " + dir.string() + ": " + ec.message());
+}
 
 // Waits for `pid` to end or for `deadline`; kills it (SIGKILL) past the deadline. Returns true
 // when it was killed for the time limit. A pidfd (Linux >= 5.3) wakes us the moment the worker
@@ -262,6 +277,10 @@ Record record_from_exit(const Case& c, const RunSettings& settings, double timeo
     r = parent_record(c, settings,
                       exit.lost_to_machine ? Outcome::kMachineFault : Outcome::kHarnessError,
                       exit.lost);
+  } else if (signaled && sig == SIGXFSZ) {
+    r = parent_record(c, settings, Outcome::kMachineFault,
+                      storage_fault_message(StorageFault::kDiskFull,
+                                            "the worker was killed by SIGXFSZ", EFBIG));
   } else if (signaled && sig == SIGKILL) {
     r = parent_record(c, settings, Outcome::kCrash, "");
     r.outcome = killed_from_outside(max_rss, &r.message);
@@ -275,6 +294,13 @@ Record record_from_exit(const Case& c, const RunSettings& settings, double timeo
   } else if (!read_error.empty()) {
     r = parent_record(c, settings, Outcome::kHarnessError,
                       "worker record " + record_path + " is unreadable: " + read_error);
+  } else if (code == kWorkerExitDiskFull || code == kWorkerExitUnwritable) {
+    r = parent_record(c, settings, Outcome::kMachineFault,
+                      storage_fault_message(code == kWorkerExitDiskFull ? StorageFault::kDiskFull
+                                                                        : StorageFault::kUnwritable,
+                                            "the worker could not write its record or log",
+                                            code == kWorkerExitDiskFull ? ENOSPC : EACCES) +
+                          (output.empty() ? "" : "\n" + last_line(output)));
   } else if (code == kWorkerExitUsage || code == kWorkerExitRecordFailed || code == 127 ||
              code == 0) {
     // Our own failures: a request the worker rejected, a record it could not write, an exec
@@ -328,6 +354,7 @@ std::string signal_name(int sig) {
     case SIGSYS: return "SIGSYS";
     case SIGPIPE: return "SIGPIPE";
     case SIGXCPU: return "SIGXCPU";
+    case SIGXFSZ: return "SIGXFSZ";
     default: return "signal " + std::to_string(sig);
   }
 }
@@ -401,6 +428,12 @@ bool spawn_worker(const std::string& executable, const WorkerRequest& request,
   posix_spawn_file_actions_destroy(&actions);
   if (err != 0) {
     *error = "cannot start worker '" + executable + "': " + std::strerror(err);
+    const StorageFault fault = storage_fault_of(err);  // its log could not be created
+    if (fault != StorageFault::kNone) {
+      exit->lost = storage_fault_message(fault, "starting the worker (its log " + log_path + ")", err);
+      exit->lost_to_machine = true;
+      return true;
+    }
     return false;
   }
   try {
@@ -426,10 +459,7 @@ Record run_case_in_worker(const Case& c, const RunSettings& settings,
   std::error_code ec;
   fs::remove_all(dir, ec);  // leftovers of an interrupted run: never read a stale record
   fs::create_directories(dir, ec);
-  if (ec) {
-    return parent_record(c, settings, Outcome::kHarnessError,
-                         "cannot create work folder " + dir.string() + ": " + ec.message());
-  }
+  if (ec) return work_folder_error(c, settings, dir, ec);
   WorkerRequest request;
   request.case_id = id;
   request.settings = settings_to_json(settings);
@@ -474,10 +504,7 @@ Record run_case_in_process(const Case& c, const RunSettings& settings,
   std::error_code ec;
   fs::remove_all(dir, ec);
   fs::create_directories(dir, ec);
-  if (ec) {
-    return parent_record(c, settings, Outcome::kHarnessError,
-                         "cannot create work folder " + dir.string() + ": " + ec.message());
-  }
+  if (ec) return work_folder_error(c, settings, dir, ec);
   const auto start = Clock::now();
   Record r = detail::run_case_guarded(c, settings, RunContext{dir.string(), options.fault});
   const double wall_ms = ms_since(start);

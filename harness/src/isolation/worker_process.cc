@@ -14,6 +14,7 @@
 #include <ATen/Parallel.h>
 
 #include "isolation/worker_launch.h"
+#include "qlc/harness/machine_fault.h"
 
 namespace qlc::harness {
 namespace {
@@ -25,7 +26,12 @@ void write_file_atomically(const std::string& path, const std::string& text) {
     if (!out) throw std::runtime_error("cannot create " + tmp + ": " + std::strerror(errno));
     out << text;
     out.flush();
-    if (!out) throw std::runtime_error("cannot write " + tmp + ": " + std::strerror(errno));
+    if (!out) {
+      const int err = errno;  // the caller reads it: a full disk is not our bug
+      out.close();
+      errno = err;
+      throw std::runtime_error("cannot write " + tmp + ": " + std::strerror(err));
+    }
   }
   // The parent reads the record only after the worker ended, but a worker killed mid-write
   // (time limit) must leave either a whole record or none.
@@ -87,10 +93,20 @@ int worker_main(const Case& c, const RunSettings& settings, const RunContext& ct
                                            nlohmann::json::error_handler_t::replace) +
                               "\n");
   } catch (const std::exception& e) {
+    const int err = errno;
     std::fprintf(stderr, "qlora-compat worker: %s\n", e.what());
-    return kWorkerExitRecordFailed;
+    return worker_exit_for_write_error(err, kWorkerExitRecordFailed);
   }
   return 0;
+}
+
+int worker_exit_for_write_error(int errno_value, int otherwise) {
+  switch (storage_fault_of(errno_value)) {
+    case StorageFault::kDiskFull: return kWorkerExitDiskFull;
+    case StorageFault::kUnwritable: return kWorkerExitUnwritable;
+    case StorageFault::kNone: break;
+  }
+  return otherwise;
 }
 
 void run_worker_request(const WorkerRequest& request) {

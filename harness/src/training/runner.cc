@@ -17,6 +17,7 @@
 #include <c10/util/Exception.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -31,6 +32,7 @@
 #include "training/cast_policy.h"
 #include "training/checkpoint.h"
 #include "qlc/harness/classify.h"
+#include "qlc/harness/machine_fault.h"
 #include "device/device_support.h"
 #include "verdicts/learning.h"
 #include "training/model.h"
@@ -139,12 +141,26 @@ void run_phases(const Case& c, const RunSettings& settings, const RunContext& ct
   if (ctx.cpu_threads > 0) at::set_num_threads(ctx.cpu_threads);
 
   const at::ScalarType param_dtype = scalar_type(c.param_dtype);
-  std::filesystem::create_directories(ctx.work_dir.empty() ? "." : ctx.work_dir);
   const std::string checkpoint_path =
       checkpoint_path_for(ctx.work_dir, config, c.param_dtype, settings.seed);
   // The checkpoint is stored in the parameter dtype, as a model is usually loaded in the dtype it
-  // was saved in (torch_dtype); writing it is preparation, not part of load_ms.
-  write_checkpoint(checkpoint_path, config, param_dtype, settings.seed);
+  // was saved in (torch_dtype); writing it is preparation, not part of load_ms. A full disk or an
+  // unwritable folder is the machine's fault, not the case's: errno says which (read at once).
+  try {
+    errno = 0;
+    std::filesystem::create_directories(ctx.work_dir.empty() ? "." : ctx.work_dir);
+    write_checkpoint(checkpoint_path, config, param_dtype, settings.seed);
+  } catch (const std::exception& e) {
+    int err = errno;
+    if (const auto* fe = dynamic_cast<const std::filesystem::filesystem_error*>(&e)) {
+      err = fe->code().value();
+    }
+    const StorageFault fault = storage_fault_of(err);
+    if (fault != StorageFault::kNone) {
+      throw StorageFaultError(fault, "writing the checkpoint " + checkpoint_path, err);
+    }
+    throw;
+  }
 
   // ---- load ----
   phase = Phase::kLoad;
@@ -293,6 +309,8 @@ Record run_case(const Case& c, const RunSettings& settings, const RunContext& ct
     run_phases(c, settings, ctx, r, phase, stepped_ms);
   } catch (const c10::Error& e) {
     classify_into(r, phase, e.what_without_backtrace());
+  } catch (const StorageFaultError& e) {
+    fail_with(r, Outcome::kMachineFault, phase, e.what());
   } catch (const kernels::SafetensorsError& e) {
     // Our own checkpoint did not read back: a harness bug, with the file and the reason.
     fail_with(r, Outcome::kHarnessError, phase, e.what());

@@ -70,9 +70,13 @@ struct Result {
 // A started qlora-compat process; stdout/stderr go to files in `dir`.
 class Process {
  public:
-  Process(const std::vector<std::string>& args, const fs::path& dir, const std::string& tag)
+  // `wrapper`, when given, runs first with qlora-compat's path and `args` after it (e.g.
+  // {"/bin/sh", "-c", "ulimit -f 64; exec \"$0\" \"$@\""}).
+  Process(const std::vector<std::string>& args, const fs::path& dir, const std::string& tag,
+          const std::vector<std::string>& wrapper = {})
       : out_path_(dir / (tag + ".stdout")), err_path_(dir / (tag + ".stderr")) {
-    std::vector<std::string> argv_text = {cli_path()};
+    std::vector<std::string> argv_text = wrapper;
+    argv_text.push_back(cli_path());
     argv_text.insert(argv_text.end(), args.begin(), args.end());
     std::vector<char*> argv;
     for (auto& a : argv_text) argv.push_back(a.data());

@@ -47,6 +47,12 @@ int worker_main(const Case& c, const RunSettings& settings, const RunContext& ct
 // any other non-zero exit without a record is the case's own doing and becomes kCrash).
 inline constexpr int kWorkerExitRecordFailed = 3;  // the record could not be written
 inline constexpr int kWorkerExitUsage = 4;         // bad worker arguments
+// The machine's faults (machine_fault, see machine_fault.h): the record or the worker's log
+// could not be written because the disk is full / the folder is not writable.
+inline constexpr int kWorkerExitDiskFull = 5;
+inline constexpr int kWorkerExitUnwritable = 6;
+// The exit code for a write that failed with `errno_value`: one of the two above, or `otherwise`.
+int worker_exit_for_write_error(int errno_value, int otherwise);
 
 // What one worker is asked to do: the arguments of `qlora-compat worker`, or one request to the
 // fork server.
