@@ -27,6 +27,7 @@ EnvironmentDiff compare(const MergedEnvironment& base, const MergedEnvironment& 
   std::map<std::string, const Record*> base_by_id;
   for (const Record& r : base.records) base_by_id[case_key(r.case_id)] = &r;
   std::map<std::string, bool> seen;
+  std::vector<double> ratios;
   for (const Record& n : next.records) {
     const std::string id = case_key(n.case_id);
     seen[id] = true;
@@ -62,6 +63,7 @@ EnvironmentDiff compare(const MergedEnvironment& base, const MergedEnvironment& 
       continue;
     }
     const double bm = b.step_time.median_ms, nm = n.step_time.median_ms;
+    ratios.push_back(nm / bm);
     if (nm > b.step_time.p90_ms && nm >= kNoiseFloor * bm) {
       c.change = Change::kSlower;
       d.changes.push_back(c);
@@ -78,6 +80,12 @@ EnvironmentDiff compare(const MergedEnvironment& base, const MergedEnvironment& 
     c.base_outcome = b.outcome;
     c.base_step = b.step_time;
     d.changes.push_back(c);
+  }
+  if (!ratios.empty()) {
+    std::sort(ratios.begin(), ratios.end());
+    const size_t k = ratios.size();
+    d.overall_ratio = k % 2 ? ratios[k / 2] : 0.5 * (ratios[k / 2 - 1] + ratios[k / 2]);
+    d.timed = k;
   }
   // Worst first: regressions, then the rest in the enum's order; cases in their run order within.
   std::stable_sort(d.changes.begin(), d.changes.end(), [](const CaseChange& x, const CaseChange& y) {
@@ -146,7 +154,12 @@ DiffResult diff_runs(const std::vector<MergedEnvironment>& base,
 void write_diff_text(const DiffResult& diff, std::ostream& out) {
   for (const auto& e : diff.environments) {
     out << (e.base_label == e.new_label ? e.new_label : e.base_label + " -> " + e.new_label)
-        << ": " << e.compared << " cases in both\n";
+        << ": " << e.compared << " cases in both";
+    if (e.timed) {
+      out << "; step time overall x" << fixed(e.overall_ratio, 2) << " (median over " << e.timed
+          << " cases ok on both sides)";
+    }
+    out << "\n";
     std::map<Change, size_t> count;
     for (const auto& c : e.changes) ++count[c.change];
     if (e.changes.empty()) {
@@ -228,6 +241,7 @@ nlohmann::json diff_json(const DiffResult& diff) {
     envs.push_back({{"base_environment", e.base_label},
                     {"new_environment", e.new_label},
                     {"compared", e.compared},
+                    {"overall_step_ratio", e.timed ? nlohmann::json(e.overall_ratio) : nlohmann::json()},
                     {"changes", std::move(changes)}});
   }
   return {{"diff_version", 1},

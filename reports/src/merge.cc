@@ -285,15 +285,21 @@ std::vector<std::string> write_merge(const std::vector<MergedEnvironment>& merge
   const std::string page = (fs::path(out_dir) / "compatibility.md").string();
   write_file_atomically(page, [&](std::ostream& out) { write_merged_markdown(merged, out); });
   written.push_back(page);
-  const auto json = make_json_writer();
+  // Each column as a run folder, the harness's own format (compact: one JSON line per case).
   for (const auto& env : merged) {
-    RunData run;
-    run.dir = env.key.slug;
-    run.environment = env.environment;
-    run.records = env.records;
-    const std::string path = (fs::path(out_dir) / "runs" / env.key.slug / json->file_name()).string();
-    write_file_atomically(path, [&](std::ostream& out) { json->write(run, out); });
-    written.push_back(path);
+    const fs::path dir = fs::path(out_dir) / "runs" / env.key.slug;
+    const std::string records = (dir / "records.jsonl").string();
+    write_file_atomically(records, [&](std::ostream& out) {
+      for (const Record& r : env.records) {
+        out << r.to_json().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+      }
+    });
+    const std::string environment = (dir / "environment.json").string();
+    write_file_atomically(environment, [&](std::ostream& out) {
+      out << env.environment.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    });
+    written.push_back(records);
+    written.push_back(environment);
   }
   return written;
 }

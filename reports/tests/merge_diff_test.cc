@@ -167,7 +167,7 @@ TEST_F(MergeDiffTest, MergeOutputReadsBackAsTheSameTable) {
   const auto merged = merge_runs(load_all_inputs({a.string(), c.string()}));
   const fs::path out = dir_ / "out";
   const auto written = write_merge(merged, out.string());
-  ASSERT_EQ(written.size(), 3u);  // compatibility.md + one report.json per environment
+  ASSERT_EQ(written.size(), 5u);  // compatibility.md + a run folder (2 files) per environment
   for (const auto& e : fs::recursive_directory_iterator(out)) {
     EXPECT_EQ(e.path().string().find(".tmp"), std::string::npos) << e.path();
   }
@@ -269,6 +269,9 @@ TEST_F(MergeDiffTest, TimingChangesOnlyBeyondTheRunsOwnNoise) {
   EXPECT_EQ(c[1].change, Change::kFaster);
   EXPECT_EQ(c[1].case_id, p + optims[2] + kTail);
   EXPECT_EQ(d.regressions(), 0u);  // timing never counts as a regression
+  // Overall: the median of 12.6/10, 12/10, 7.9/10, 7/10 = (0.79 + 1.2) / 2.
+  EXPECT_EQ(d.environments[0].timed, 4u);
+  EXPECT_NEAR(d.environments[0].overall_ratio, 0.995, 1e-12);
 }
 
 TEST_F(MergeDiffTest, DiffPairsEnvironmentsByKey) {

@@ -179,8 +179,9 @@ int main(int argc, char** argv) {
       ->required();
   merge_cmd->add_option("--out,-o", merge.out, "Folder for compatibility.md and runs/")->required();
   merge_cmd->footer(
-      "Writes OUT/compatibility.md (Markdown; no HTML yet) and OUT/runs/<environment>/report.json "
-      "(each column as a run, the input of a later merge or diff).\n"
+      "Writes OUT/compatibility.md (Markdown; no HTML yet) and OUT/runs/<environment>/ "
+      "(records.jsonl + environment.json: each column as a run folder, the input of a later "
+      "merge, diff or report).\n"
       "Same environment = same device type, LibTorch version and, for the CPU, CPU model and "
       "instruction sets, for a GPU, its name, compute capability and CUDA runtime; git revision, "
       "compiler, OS and driver may differ (README, \"Reports\"). Two runs of one environment make "
@@ -201,8 +202,10 @@ int main(int argc, char** argv) {
       "are); cases by id without the device. Changes: regression (ok -> a failure), fix (a "
       "failure -> ok), changed_failure (one failure -> another), skip_changed, only_in_base / "
       "only_in_new, and slower / faster for cases ok on both sides: the new median step time "
-      "beyond the other run's p90 (the run's own noise) and by at least x1.25 (run-to-run drift "
-      "of one build on a shared machine stays below that).\n"
+      "beyond the other run's p90 (the run's own noise) and by at least x1.25 (a case's steps "
+      "already scatter up to about a quarter around their median). Each environment's line also "
+      "gives the overall step-time ratio (median over the cases ok on both sides): load on a shared "
+      "machine moves every case together.\n"
       "Exit status: 0 without a regression, 4 with one (timing changes never fail), 1 on bad "
       "input.");
 

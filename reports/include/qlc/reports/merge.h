@@ -67,8 +67,9 @@ std::vector<MergedEnvironment> merge_runs(const std::vector<RunData>& runs);
 // dates, no paths), so that the checked-in docs/compatibility.md can be compared byte for byte.
 void write_merged_markdown(const std::vector<MergedEnvironment>& merged, std::ostream& out);
 
-// OUT/compatibility.md and, per environment, OUT/runs/<slug>/report.json (the merged column as a
-// run: the input of a later merge or diff). Each file atomically. Returns the paths written.
+// OUT/compatibility.md and, per environment, the merged column as a run folder,
+// OUT/runs/<slug>/records.jsonl + environment.json (that of its latest run): the input of a later
+// merge, diff or report. Each file atomically. Returns the paths written.
 std::vector<std::string> write_merge(const std::vector<MergedEnvironment>& merged,
                                      const std::string& out_dir);
 
