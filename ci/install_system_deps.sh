@@ -8,6 +8,8 @@ packages=(
   python3 python3-venv python3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libfmt-dev
+  libpugixml-dev                    # reports/: junit.xml through a real XML library
+  chromium                          # reports/: report.html checked in a real browser (headless)
   libtorch-dev                      # LibTorch 1.13 (CPU): the second LibTorch the tests run against
   bazel-bootstrap bazel-rules-java  # the alternate build (offline, see WORKSPACE)
   slurm-wlm munge                   # ci/slurm/ tested on a single-node Slurm on loopback

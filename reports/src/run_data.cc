@@ -1,4 +1,5 @@
 // Reading a run folder, the case axes, the writer registry and the multiplexer.
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -50,17 +51,41 @@ std::vector<std::pair<std::string, std::string>> axes_of(const std::string& case
 }
 
 const std::vector<std::string>& available_formats() {
-  static const std::vector<std::string> all = {"md", "csv", "json"};
+  static const std::vector<std::string> all = {"md", "csv", "json", "junit", "html"};
   return all;
+}
+
+std::vector<std::string> parse_formats(const std::string& comma_separated) {
+  std::vector<std::string> formats;
+  auto add = [&](const std::string& f) {
+    if (std::find(formats.begin(), formats.end(), f) == formats.end()) formats.push_back(f);
+  };
+  size_t start = 0;
+  while (start <= comma_separated.size()) {
+    size_t end = comma_separated.find(',', start);
+    if (end == std::string::npos) end = comma_separated.size();
+    const std::string f = comma_separated.substr(start, end - start);
+    start = end + 1;
+    if (f.empty()) continue;
+    if (f == "all") {
+      for (const std::string& each : available_formats()) add(each);
+      continue;
+    }
+    make_writer(f);  // throws, naming the valid formats
+    add(f);
+  }
+  return formats;
 }
 
 std::unique_ptr<Writer> make_writer(const std::string& format) {
   if (format == "md") return make_markdown_writer();
   if (format == "csv") return make_csv_writer();
   if (format == "json") return make_json_writer();
+  if (format == "junit") return make_junit_writer();
+  if (format == "html") return make_html_writer();
   std::string valid;
   for (const std::string& f : available_formats()) valid += (valid.empty() ? "" : ", ") + f;
-  throw ReportError("unknown report format '" + format + "' (expected " + valid + ")");
+  throw ReportError("unknown report format '" + format + "' (expected " + valid + " or all)");
 }
 
 std::vector<std::string> write_reports(const RunData& run, const std::vector<std::string>& formats,

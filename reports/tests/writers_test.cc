@@ -179,7 +179,7 @@ TEST_F(WritersTest, WriteReportsWritesEachFormatAtomically) {
     write_reports(load_run(dir_.string()), {"md", "pdf"}, out.string());
     FAIL() << "pdf accepted";
   } catch (const ReportError& e) {
-    EXPECT_NE(std::string(e.what()).find("'pdf' (expected md, csv, json)"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("'pdf' (expected md, csv, json, junit, html or all)"), std::string::npos);
   }
 }
 
@@ -188,6 +188,61 @@ TEST_F(WritersTest, EmptyRunIsWellFormed) {
   EXPECT_NE(render("md").find("No case has a record"), std::string::npos);
   EXPECT_EQ(count(render("csv"), "\r\n"), 1u);  // the header only
   EXPECT_TRUE(nlohmann::json::parse(render("json"))["cases"].empty());
+  EXPECT_NE(render("junit").find("tests=\"0\" failures=\"0\" errors=\"0\" skipped=\"0\""),
+            std::string::npos);
+  EXPECT_NE(render("html").find("\"cases\":[]"), std::string::npos);
+}
+
+TEST(Formats, AllStandsForEveryFormatAndBadNamesAreRefused) {
+  EXPECT_EQ(parse_formats("all"),
+            (std::vector<std::string>{"md", "csv", "json", "junit", "html"}));
+  EXPECT_EQ(parse_formats("junit,,html,junit"), (std::vector<std::string>{"junit", "html"}));
+  EXPECT_EQ(parse_formats("html,all").front(), "html");
+  EXPECT_TRUE(parse_formats("").empty());
+  EXPECT_THROW(parse_formats("md,xml"), ReportError);
+}
+
+TEST_F(WritersTest, JunitCountsFollowThePredictions) {
+  // The three records: ok as predicted (no prediction: expected ok), fp16 failure as predicted,
+  // skipped: no failure, no error, one skipped; classname = weight format.
+  const std::string xml = render("junit");
+  EXPECT_NE(xml.find("<testsuites name=\"qlora-compat\" tests=\"3\" failures=\"0\" errors=\"0\" "
+                     "skipped=\"1\""),
+            std::string::npos) << xml;
+  EXPECT_NE(xml.find("classname=\"nf4+dq\""), std::string::npos);
+  EXPECT_NE(xml.find("<skipped message=\"no GPU\""), std::string::npos);
+  // An expected failure passes and keeps its message, escaped by the XML library.
+  EXPECT_NE(xml.find("<system-out>addmm, \"Half\" | not implemented\nsecond line</system-out>"),
+            std::string::npos) << xml;
+}
+
+TEST_F(WritersTest, JunitFailureNamesPredictionObservationAndRule) {
+  nlohmann::json wrong = {{"case", kFp16Id}, {"outcome", "nan_loss"},
+                          {"message", "loss <nan> & \x01 gone"},
+                          {"prediction", {{"outcome", "ok"}, {"rule", "r1"}}}};
+  write_text(dir_ / "records.jsonl", wrong.dump() + "\n");
+  const std::string xml = render("junit");
+  EXPECT_NE(xml.find("failures=\"1\""), std::string::npos) << xml;
+  EXPECT_NE(xml.find("message=\"predicted ok (rule r1), observed nan_loss: loss &lt;nan> &amp; "
+                     "\xEF\xBF\xBD gone\" type=\"nan_loss\""),
+            std::string::npos) << xml;
+  EXPECT_NE(xml.find("predicted: ok (rule r1)\nobserved: nan_loss"), std::string::npos) << xml;
+  EXPECT_EQ(xml.find('\x01'), std::string::npos);  // not allowed in XML 1.0, even escaped
+}
+
+TEST_F(WritersTest, HtmlIsSelfContainedAndNoMessageEndsItsScript) {
+  nlohmann::json evil = {{"case", kFp16Id}, {"outcome", "crash"},
+                         {"message", "</script><script>alert(1)</script> <!-- & \"q\""}};
+  write_text(dir_ / "records.jsonl", evil.dump() + "\n");
+  const std::string html = render("html");
+  // Two script elements (data, code), whatever the message says; nothing loaded from elsewhere.
+  EXPECT_EQ(count(html, "<script"), 2u);
+  EXPECT_EQ(count(html, "</script>"), 2u);
+  EXPECT_NE(html.find("\\u003c/script>\\u003cscript>alert(1)"), std::string::npos);
+  // The one URL is SVG's namespace name, which is never fetched.
+  EXPECT_EQ(count(html, "http:"), count(html, "'http://www.w3.org/2000/svg'"));
+  EXPECT_EQ(count(html, "https:"), 0u);
+  EXPECT_EQ(html.find("src="), std::string::npos);
 }
 
 TEST_F(WritersTest, BadRunFolderNamesFileAndLine) {

@@ -76,7 +76,7 @@ struct ExplainOptions {
 // `report`: the reports of a run folder (records.jsonl + environment.json), see reports/.
 struct ReportOptions {
   std::string in;                    // the run folder
-  std::string formats = "md,csv,json";
+  std::string formats = "all";        // comma-separated, see reports::parse_formats
   std::string out;                   // empty: the run folder
   std::string rules;                 // optional rules file: each failure cause's "detect" text
 };

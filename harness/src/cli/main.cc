@@ -160,9 +160,11 @@ int main(int argc, char** argv) {
 
   ReportOptions report;
   CLI::App* report_cmd = app.add_subcommand(
-      "report", "Write a run's reports (report.md, report.csv, report.json) from its records");
+      "report", "Write a run's reports (report.md, report.csv, report.json, junit.xml, "
+                "report.html) from its records");
   report_cmd->add_option("--in", report.in, "Run folder (with records.jsonl)")->required();
-  report_cmd->add_option("--format", report.formats, "Comma-separated: md, csv, json")
+  report_cmd->add_option("--format", report.formats,
+                         "Comma-separated: md, csv, json, junit, html, or all")
       ->capture_default_str();
   report_cmd->add_option("--out,-o", report.out, "Folder for the reports (default: the run folder)");
   report_cmd->add_option("--rules", report.rules,

@@ -1,7 +1,6 @@
-// `report --in RUN_DIR [--format md,csv,json] [--out DIR]`: a run's reports regenerated from its
-// records at any time (the writers live in reports/).
+// `report --in RUN_DIR [--format md,csv,json,junit,html|all] [--out DIR]`: a run's reports
+// regenerated from its records at any time (the writers live in reports/).
 #include <iostream>
-#include <sstream>
 
 #include "commands.h"
 #include "qlc/harness/rules.h"
@@ -34,11 +33,14 @@ std::vector<std::string> write_run_reports(const std::string& dir, const std::st
 
 int report_command(const ReportOptions& o) {
   std::vector<std::string> formats;
-  std::stringstream list(o.formats);
-  for (std::string f; std::getline(list, f, ',');) {
-    if (!f.empty()) formats.push_back(f);
+  try {
+    formats = reports::parse_formats(o.formats);  // every name checked before any reading
+  } catch (const reports::ReportError& e) {
+    throw CliError(e.what());
   }
-  if (formats.empty()) throw CliError("--format: no format given (expected md, csv, json)");
+  if (formats.empty()) {
+    throw CliError("--format: no format given (expected md, csv, json, junit, html or all)");
+  }
   for (const std::string& path : write_reports_of(o.in, formats, o.out, o.rules)) {
     std::cout << path << "\n";
   }

@@ -27,7 +27,8 @@ TEST_F(CliTest, ReportOfARealRun) {
   Result rep = run({"report", "--in", out.string(), "--out", reports.string(), "--rules",
                     (source_dir() / "cases" / "rules.yaml").string()});
   ASSERT_EQ(rep.exit_code, 0) << rep.err;
-  for (const char* name : {"report.md", "report.csv", "report.json"}) {
+  // Every format by default.
+  for (const char* name : {"report.md", "report.csv", "report.json", "junit.xml", "report.html"}) {
     EXPECT_TRUE(fs::exists(reports / name)) << name;
     EXPECT_NE(rep.out.find((reports / name).string()), std::string::npos) << rep.out;
   }
@@ -64,7 +65,7 @@ TEST_F(CliTest, ReportOfABadRunFolderNamesTheFile) {
 
   Result format = run({"report", "--in", bad.string(), "--format", "pdf"});
   EXPECT_EQ(format.exit_code, 1);
-  EXPECT_NE(format.err.find("'pdf' (expected md, csv, json)"), std::string::npos) << format.err;
+  EXPECT_NE(format.err.find("'pdf' (expected md, csv, json, junit, html or all)"), std::string::npos) << format.err;
 }
 
 }  // namespace

@@ -52,7 +52,7 @@ struct TableLayout {
 class Writer {
  public:
   virtual ~Writer() = default;
-  virtual std::string format() const = 0;     // "md", "csv", "json"
+  virtual std::string format() const = 0;     // "md", "csv", "json", "junit", "html"
   virtual std::string file_name() const = 0;  // "report.md", ...
   virtual void write(const RunData& run, std::ostream& out) const = 0;
 };
@@ -60,10 +60,16 @@ class Writer {
 std::unique_ptr<Writer> make_markdown_writer(TableLayout layout = {});
 std::unique_ptr<Writer> make_csv_writer();
 std::unique_ptr<Writer> make_json_writer();
+std::unique_ptr<Writer> make_junit_writer();  // junit.xml, through pugixml
+std::unique_ptr<Writer> make_html_writer();   // report.html, self-contained
 
 // The writer of a format name; ReportError naming the valid ones otherwise.
 std::unique_ptr<Writer> make_writer(const std::string& format);
-const std::vector<std::string>& available_formats();  // md csv json
+const std::vector<std::string>& available_formats();  // md csv json junit html
+
+// A comma-separated --format list: "all" stands for every format; empty items are ignored;
+// each name is checked (ReportError naming the valid ones); duplicates are dropped.
+std::vector<std::string> parse_formats(const std::string& comma_separated);
 
 // Writes each format's file into out_dir (created when missing), each atomically (temp file +
 // rename); returns the paths written, in the order asked.
