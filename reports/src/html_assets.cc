@@ -69,7 +69,8 @@ const char* const kReportHtmlJs = R"JS(
   const COLORS = {
     ok: '#2e9e4f', skipped: '#aab0b8', dtype_mismatch: '#e8743b', unsupported_dtype: '#d64541',
     unsupported_op: '#a93226', nan_loss: '#e0a100', no_learning: '#b7950b', oom: '#8e44ad',
-    cuda_error: '#b03a78', crash: '#6e2c00', timeout: '#2f5d8a', harness_error: '#17202a'
+    cuda_error: '#b03a78', crash: '#6e2c00', timeout: '#2f5d8a', harness_error: '#17202a',
+    machine_fault: '#5d6d7e'
   };
   const color = (o) => COLORS[o] || '#7f8c8d';
   const num = (v) => (typeof v === 'number' ? v : NaN);  // records write NaN as "nan"

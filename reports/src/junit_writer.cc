@@ -2,7 +2,9 @@
 // <testcase> per case: name = case id, classname = weight format (nf4+dq, int8, ...), time = the
 // case's wall time in seconds. Test semantics are ctest's: a case passes when it ends as the
 // rules predicted; a misprediction is a <failure> whose text shows prediction, observation and
-// rule; harness_error (our own bug) is an <error>; a skipped case is <skipped> with its reason.
+// rule; harness_error (our own bug) and machine_fault (the machine stopped the case: disk full,
+// killed from outside) are <error>s, neither says anything about the settings; a skipped case is
+// <skipped> with its reason.
 // Without rules (no prediction) a case is expected to work. Outcome, axes, timings and memory
 // are <property> elements of the testcase.
 #include <cmath>
@@ -160,11 +162,11 @@ class JunitWriter : public Writer {
         ++skipped;
         attribute(tc.append_child("skipped"), "message",
                   r.skip_reason.empty() ? "skipped" : r.skip_reason);
-      } else if (r.outcome == Outcome::kHarnessError) {
+      } else if (r.outcome == Outcome::kHarnessError || r.outcome == Outcome::kMachineFault) {
         ++errors;
         pugi::xml_node e = tc.append_child("error");
-        attribute(e, "message", "harness_error: " + first_line(r.message));
-        attribute(e, "type", "harness_error");
+        attribute(e, "message", harness::to_string(r.outcome) + ": " + first_line(r.message));
+        attribute(e, "type", harness::to_string(r.outcome));
         e.text().set(xml_safe(failure_text(r)).c_str());
       } else if (!expected) {
         ++failures;

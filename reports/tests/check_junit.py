@@ -3,7 +3,7 @@ pugixml) and checked against the run's records.jsonl, read here with the json mo
 
   one <testcase> per record, in order; name = case id; classname = the weight format (the id's
   second part, "-dq" read as "+dq"); time = wall_ms / 1000; <skipped> with the reason for a
-  skipped case; <error> for harness_error; <failure> when the outcome is not the predicted one
+  skipped case; <error> for harness_error and machine_fault; <failure> when the outcome is not the predicted one
   (or not ok, without a prediction), its text naming prediction, observation and rule; suite
   counts that add up; the outcome and axes as properties.
 
@@ -68,7 +68,7 @@ def check(run_dir):
         if r["outcome"] == "skipped":
             expect = "skipped"
             assert tc.find("skipped").get("message") == xml_text(r["skip_reason"]), where
-        elif r["outcome"] == "harness_error":
+        elif r["outcome"] in ("harness_error", "machine_fault"):
             expect = "error"
         elif r["outcome"] != (predicted or "ok"):
             expect = "failure"
