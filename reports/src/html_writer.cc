@@ -20,7 +20,7 @@ class HtmlWriter : public Writer {
 
   void write(const RunData& run, std::ostream& out) const override {
     // Axis names in order of first appearance (report.json's objects are sorted by key).
-    nlohmann::json order = nlohmann::json::array();
+    std::vector<std::string> order;
     for (const auto& r : run.records) {
       for (const auto& axis : axes_of(r.case_id)) {
         if (std::find(order.begin(), order.end(), axis.first) == order.end()) {
@@ -28,9 +28,6 @@ class HtmlWriter : public Writer {
         }
       }
     }
-    const nlohmann::json data = {{"axis_order", std::move(order)},
-                                 {"report", report_document(run)}};
-    const std::string json = data.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     out << "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
            "style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:\">\n"
@@ -39,14 +36,11 @@ class HtmlWriter : public Writer {
         << kReportHtmlCss << "</style>\n</head>\n<body>\n<div id=\"app\"><noscript>This report "
            "needs JavaScript; report.md and report.csv hold the same results.</noscript></div>\n"
            "<script id=\"report-data\" type=\"application/json\">";
-    // '<' only occurs inside JSON strings, where \u003c means the same character.
-    size_t from = 0;
-    for (size_t at = json.find('<'); at != std::string::npos; at = json.find('<', from)) {
-      out.write(json.data() + from, static_cast<std::streamsize>(at - from));
-      out << "\\u003c";
-      from = at + 1;
-    }
-    out.write(json.data() + from, static_cast<std::streamsize>(json.size() - from));
+    out << "{\"axis_order\": ";
+    write_json(nlohmann::json(order), out, /*escape_lt=*/true);
+    out << ",\n\"report\": ";
+    write_report_document(run, out, /*escape_lt=*/true);
+    out << "}";
     out << "</script>\n<script>" << kReportHtmlJs << "</script>\n</body>\n</html>\n";
   }
 };

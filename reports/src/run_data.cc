@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <unordered_map>
 
 #include "atomic_file.h"
 #include "qlc/harness/case.h"
@@ -43,11 +44,20 @@ RunData load_run(const std::string& dir) {
 }
 
 std::vector<std::pair<std::string, std::string>> axes_of(const std::string& case_id) {
+  // Every writer asks for every case's axes, and reading an id is most of a small writer's time:
+  // remembered per thread (bounded: a long-lived process forgets them all now and then).
+  thread_local std::unordered_map<std::string, std::vector<std::pair<std::string, std::string>>>
+      known;
+  if (auto it = known.find(case_id); it != known.end()) return it->second;
+  std::vector<std::pair<std::string, std::string>> axes;
   try {
-    return harness::Case::from_id(case_id).axes();
+    axes = harness::Case::from_id(case_id).axes();
   } catch (const std::exception&) {
-    return {{"case", case_id}};
+    axes = {{"case", case_id}};
   }
+  if (known.size() >= 100000) known.clear();
+  known.emplace(case_id, axes);
+  return axes;
 }
 
 const std::vector<std::string>& available_formats() {
