@@ -1,9 +1,13 @@
 #include "qlc/kernels/safetensors.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <set>
+#include <utility>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -21,7 +25,12 @@ constexpr uint64_t kMaxHeaderBytes = 100u << 20;
 
 int64_t StTensor::numel() const {
   int64_t n = 1;
-  for (int64_t d : shape) n *= d;
+  for (int64_t d : shape) {
+    if (d < 0) throw SafetensorsError("negative dimension " + std::to_string(d));
+    if (__builtin_mul_overflow(n, d, &n)) {
+      throw SafetensorsError("shape has more than 2^63 elements");
+    }
+  }
   return n;
 }
 
@@ -42,37 +51,102 @@ int64_t safetensors_itemsize(const std::string& dtype) {
   return it->second;
 }
 
+namespace {
+
+// The header as JSON, with a key repeated in one object an error: nlohmann keeps the last copy
+// silently, so a file could say two things about one tensor.
+nlohmann::json parse_header(const std::string& header, const std::string& path) {
+  std::vector<std::set<std::string>> keys;  // one set per open object
+  std::string repeated;
+  auto callback = [&](int, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+    using E = nlohmann::json::parse_event_t;
+    if (event == E::object_start) keys.emplace_back();
+    if (event == E::object_end && !keys.empty()) keys.pop_back();
+    if (event == E::key && !keys.empty() && !keys.back().insert(parsed.get<std::string>()).second &&
+        repeated.empty()) {
+      repeated = parsed.get<std::string>();
+    }
+    return true;
+  };
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(header, callback);
+  } catch (const nlohmann::json::exception& e) {
+    // parse_error, and out_of_range for a number beyond a double (1e400).
+    fail(path, std::string("header is not valid JSON: ") + e.what());
+  }
+  if (!repeated.empty()) fail(path, "header names '" + repeated + "' twice");
+  return j;
+}
+
+// One tensor's entry: dtype, integral non-negative dimensions, offsets that match the shape.
+StTensor parse_entry(const nlohmann::json& v, const std::string& path, const std::string& where,
+                     uint64_t* begin, uint64_t* end) {
+  if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") || !v.contains("data_offsets"))
+    fail(path, where + "needs dtype, shape and data_offsets");
+  StTensor t;
+  if (!v.at("dtype").is_string()) fail(path, where + "dtype must be a string");
+  t.dtype = v.at("dtype").get<std::string>();
+  const auto& shape = v.at("shape");
+  if (!shape.is_array()) fail(path, where + "shape must be a list of non-negative integers");
+  for (const auto& d : shape) {
+    // JSON floats ([2.9], [1e30]) are no dimensions: converting them is lossy or undefined.
+    if (!d.is_number_integer()) fail(path, where + "shape must be a list of non-negative integers");
+    if (!d.is_number_unsigned()) fail(path, where + "negative dimension");
+    const uint64_t u = d.get<uint64_t>();
+    if (u > static_cast<uint64_t>(INT64_MAX)) fail(path, where + "dimension too large");
+    t.shape.push_back(static_cast<int64_t>(u));
+  }
+  const auto& off = v.at("data_offsets");
+  if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
+    fail(path, where + "data_offsets must be two non-negative integers");
+  *begin = off[0].get<uint64_t>();
+  *end = off[1].get<uint64_t>();
+  int64_t itemsize = 0;
+  int64_t bytes = 0;
+  try {
+    itemsize = safetensors_itemsize(t.dtype);
+    if (__builtin_mul_overflow(t.numel(), itemsize, &bytes)) {
+      throw SafetensorsError("shape needs more than 2^63 bytes");
+    }
+  } catch (const SafetensorsError& e) {
+    fail(path, where + e.what());
+  }
+  const uint64_t expected = static_cast<uint64_t>(bytes);
+  if (*end < *begin || *end - *begin != expected)
+    fail(path, where + "data_offsets span " + (*end < *begin ? "a negative range" : std::to_string(*end - *begin) + " bytes") +
+                   ", shape needs " + std::to_string(expected));
+  return t;
+}
+
+}  // namespace
+
 StFile read_safetensors(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(path, "cannot open for reading");
-  in.seekg(0, std::ios::end);
-  const uint64_t file_size = static_cast<uint64_t>(in.tellg());
-  in.seekg(0);
+  std::ostringstream bytes;
+  bytes << in.rdbuf();
+  if (in.bad()) fail(path, "read error");
+  return parse_safetensors(bytes.str(), path);
+}
+
+StFile parse_safetensors(const std::string& bytes, const std::string& path) {
+  const uint64_t file_size = bytes.size();
   if (file_size < 8) fail(path, "truncated: " + std::to_string(file_size) + " bytes, need at least 8");
-  uint8_t len_bytes[8];
-  in.read(reinterpret_cast<char*>(len_bytes), 8);
   uint64_t header_len = 0;
-  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | len_bytes[i];
+  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | static_cast<uint8_t>(bytes[i]);
   if (header_len > kMaxHeaderBytes || header_len > file_size - 8) {
     fail(path, "header length " + std::to_string(header_len) + " exceeds the file (" +
                    std::to_string(file_size) + " bytes): truncated or not a safetensors file");
   }
-  std::string header(header_len, '\0');
-  in.read(header.data(), static_cast<std::streamsize>(header_len));
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(header);
-  } catch (const nlohmann::json::parse_error& e) {
-    fail(path, std::string("header is not valid JSON: ") + e.what());
-  }
+  const nlohmann::json j = parse_header(bytes.substr(8, header_len), path);
   if (!j.is_object()) fail(path, "header is not a JSON object");
-  const uint64_t data_size = file_size - 8 - header_len;
-  std::vector<uint8_t> data(data_size);
-  in.read(reinterpret_cast<char*>(data.data()), static_cast<std::streamsize>(data_size));
-  if (!in) fail(path, "could not read the tensor data");
+  const uint64_t data_start = 8 + header_len;
+  const uint64_t data_size = file_size - data_start;
 
   StFile file;
   file.source = path;
+  std::vector<std::pair<uint64_t, uint64_t>> spans;  // [begin, end) of every tensor
   for (auto it = j.begin(); it != j.end(); ++it) {
     const std::string& name = it.key();
     const nlohmann::json& v = it.value();
@@ -85,37 +159,30 @@ StFile read_safetensors(const std::string& path) {
       continue;
     }
     const std::string where = "tensor '" + name + "': ";
-    if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") || !v.contains("data_offsets"))
-      fail(path, where + "needs dtype, shape and data_offsets");
-    StTensor t;
-    try {
-      t.dtype = v.at("dtype").get<std::string>();
-      t.shape = v.at("shape").get<std::vector<int64_t>>();
-    } catch (const nlohmann::json::exception& e) {
-      fail(path, where + e.what());
-    }
-    const auto& off = v.at("data_offsets");
-    if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
-      fail(path, where + "data_offsets must be two non-negative integers");
-    const uint64_t begin = off[0].get<uint64_t>(), end = off[1].get<uint64_t>();
-    for (int64_t d : t.shape)
-      if (d < 0) fail(path, where + "negative dimension");
-    int64_t itemsize = 0;
-    try {
-      itemsize = safetensors_itemsize(t.dtype);
-    } catch (const SafetensorsError& e) {
-      fail(path, where + e.what());
-    }
-    const uint64_t expected = static_cast<uint64_t>(t.numel() * itemsize);
-    if (end < begin || end - begin != expected)
-      fail(path, where + "data_offsets span " + std::to_string(end - begin) + " bytes, shape needs " +
-                     std::to_string(expected));
+    uint64_t begin = 0, end = 0;
+    StTensor t = parse_entry(v, path, where, &begin, &end);
     if (end > data_size)
       fail(path, where + "data ends at byte " + std::to_string(end) + " but the file holds " +
                      std::to_string(data_size) + " data bytes (truncated?)");
-    t.data.assign(data.begin() + static_cast<std::ptrdiff_t>(begin),
-                  data.begin() + static_cast<std::ptrdiff_t>(end));
+    t.data.assign(bytes.begin() + static_cast<std::ptrdiff_t>(data_start + begin),
+                  bytes.begin() + static_cast<std::ptrdiff_t>(data_start + end));
+    spans.emplace_back(begin, end);
     file.tensors.emplace(name, std::move(t));
+  }
+  // As the format's reference requires: the tensors tile the data section, in some order, from
+  // byte 0 to its end, with no gap and no overlap.
+  std::sort(spans.begin(), spans.end());
+  uint64_t covered = 0;
+  for (const auto& [begin, end] : spans) {
+    if (begin != covered) {
+      fail(path, "tensor data " + std::string(begin < covered ? "overlaps" : "leaves a gap") +
+                     " at byte " + std::to_string(std::min(begin, covered)) +
+                     " (data_offsets must be contiguous and non-overlapping)");
+    }
+    covered = end;
+  }
+  if (covered != data_size) {
+    fail(path, std::to_string(data_size - covered) + " data bytes after the last tensor");
   }
   return file;
 }
@@ -125,7 +192,11 @@ void write_safetensors(const std::string& path, const StFile& file) {
   if (!file.metadata.empty()) header["__metadata__"] = file.metadata;
   uint64_t offset = 0;
   for (const auto& [name, t] : file.tensors) {
-    const uint64_t bytes = static_cast<uint64_t>(t.numel() * safetensors_itemsize(t.dtype));
+    int64_t signed_bytes = 0;
+    if (__builtin_mul_overflow(t.numel(), safetensors_itemsize(t.dtype), &signed_bytes)) {
+      throw SafetensorsError(path + ": tensor '" + name + "' needs more than 2^63 bytes");
+    }
+    const uint64_t bytes = static_cast<uint64_t>(signed_bytes);
     if (bytes != t.data.size())
       throw SafetensorsError(path + ": tensor '" + name + "' holds " + std::to_string(t.data.size()) +
                              " bytes, its shape needs " + std::to_string(bytes));

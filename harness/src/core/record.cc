@@ -356,8 +356,12 @@ std::vector<Record> read_records(const std::string& path, bool* truncated_tail) 
   if (!in) throw RecordError(path + ": cannot read records file: " + std::strerror(errno));
   std::ostringstream buffer;
   buffer << in.rdbuf();
-  const std::string data = buffer.str();
+  return parse_records(buffer.str(), path, truncated_tail);
+}
 
+std::vector<Record> parse_records(const std::string& data, const std::string& path,
+                                  bool* truncated_tail) {
+  if (truncated_tail) *truncated_tail = false;
   std::vector<Record> records;
   std::size_t start = 0;
   for (int line_no = 1; start < data.size(); ++line_no) {
@@ -371,8 +375,9 @@ std::vector<Record> read_records(const std::string& path, bool* truncated_tail) 
     json j;
     try {
       j = json::parse(line);
-    } catch (const json::parse_error& e) {
-      // Only the very end of the file can be a write that a crash cut short.
+    } catch (const json::exception& e) {
+      // parse_error, or out_of_range for a number beyond a double (1e400): either way, only the
+      // very end of the file can be a write that a crash cut short (it may end inside a number).
       if (unterminated) {
         if (truncated_tail) *truncated_tail = true;
         break;
@@ -383,6 +388,8 @@ std::vector<Record> read_records(const std::string& path, bool* truncated_tail) 
       records.push_back(Record::from_json(j));
     } catch (const std::invalid_argument& e) {
       throw RecordError(where + "bad record: " + e.what());
+    } catch (const json::exception& e) {
+      throw RecordError(where + "bad record: " + without_exception_tag(e.what()));
     }
   }
   return records;

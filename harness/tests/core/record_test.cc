@@ -337,6 +337,29 @@ TEST_F(RecordsFile, MalformedLastLineWithNewlineIsAnError) {
   EXPECT_EQ(error_reading().rfind(path_ + ":2: malformed record", 0), 0u) << error_reading();
 }
 
+// nlohmann::json throws out_of_range, not parse_error, for a number beyond a double: it escaped
+// the reader with neither file nor line.
+TEST_F(RecordsFile, NumberBeyondADoubleIsAnErrorNamingTheLine) {
+  append_record(path_, full_record("cpu/nf4/param=fp32/compute=fp32/optim=adamw-fp32"));
+  append_raw("{\"case\": \"c\", \"outcome\": \"ok\", \"wall_ms\": 1e400}\n");
+  const std::string e = error_reading();
+  EXPECT_EQ(e.rfind(path_ + ":2: malformed record", 0), 0u) << e;
+}
+
+// A crash can cut the last line anywhere, also just after "1e400" of a longer number: the
+// fragment is cut short like any other, and the next append removes it.
+TEST_F(RecordsFile, CutShortLastLineWithAnOverflowingNumberIsCutShort) {
+  const Record a = full_record("cpu/nf4/param=fp32/compute=fp32/optim=adamw-fp32");
+  append_record(path_, a);
+  append_raw("{\"case\": \"c\", \"outcome\": \"ok\", \"wall_ms\": 1e400");
+  bool truncated = false;
+  EXPECT_EQ(read_records(path_, &truncated).size(), 1u);
+  EXPECT_TRUE(truncated);
+  append_record(path_, a);
+  EXPECT_EQ(read_records(path_, &truncated).size(), 2u);
+  EXPECT_FALSE(truncated);
+}
+
 TEST_F(RecordsFile, ValidJsonThatIsNoRecordIsAnErrorNamingTheLine) {
   append_raw("\n");  // blank lines are skipped but counted
   append_raw("{\"case\": \"c\", \"outcome\": \"maybe\"}\n");

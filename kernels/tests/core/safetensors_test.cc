@@ -107,6 +107,56 @@ TEST_F(SafetensorsTest, MetadataMustBeStrings) {
   expect_error(write_raw("m.safetensors", R"({"__metadata__":{"n":3}})", ""), "not a string");
 }
 
+// 2^62 F32 elements are 2^64 bytes, which wrapped to 0 in int64 arithmetic (undefined
+// behaviour): an 80-byte file with no data was accepted as holding 4.6e18 elements.
+TEST_F(SafetensorsTest, ElementCountOverflowIsAnError) {
+  const std::string header = R"({"w":{"dtype":"F32","shape":[4611686018427387904],"data_offsets":[0,0]}})";
+  expect_error(write_raw("big.safetensors", header, ""), "more than 2^63 bytes");
+  const std::string dims = R"({"w":{"dtype":"U8","shape":[4294967296,4294967296],"data_offsets":[0,0]}})";
+  expect_error(write_raw("dims.safetensors", dims, ""), "more than 2^63 elements");
+}
+
+// [2.9] read as 2 and [1e30] was undefined behaviour: dimensions are JSON integers only.
+TEST_F(SafetensorsTest, DimensionsMustBeIntegers) {
+  for (const std::string dim : {"2.9", "1e30", "2.0", "\"2\"", "-1"}) {
+    SCOPED_TRACE(dim);
+    const std::string header =
+        R"({"w":{"dtype":"U8","shape":[)" + dim + R"(],"data_offsets":[0,2]}})";
+    expect_error(write_raw("f.safetensors", header, std::string(2, '\0')),
+                 dim == "-1" ? "negative dimension" : "non-negative integers");
+  }
+}
+
+TEST_F(SafetensorsTest, RepeatedKeyIsAnError) {
+  const std::string header =
+      R"({"w":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"w":{"dtype":"U8","shape":[2],"data_offsets":[0,2]}})";
+  expect_error(write_raw("r.safetensors", header, std::string(2, '\0')), "names 'w' twice");
+}
+
+// The format's reference: offsets tile the data from byte 0 to its end, no gap, no overlap.
+TEST_F(SafetensorsTest, OffsetsMustBeContiguousAndNonOverlapping) {
+  const std::string overlap =
+      R"({"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},"b":{"dtype":"U8","shape":[2],"data_offsets":[1,3]}})";
+  expect_error(write_raw("o.safetensors", overlap, std::string(3, '\0')), "overlaps at byte 1");
+  const std::string gap =
+      R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"b":{"dtype":"U8","shape":[1],"data_offsets":[2,3]}})";
+  expect_error(write_raw("g.safetensors", gap, std::string(3, '\0')), "leaves a gap at byte 1");
+  const std::string late = R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}})";
+  expect_error(write_raw("l.safetensors", late, std::string(2, '\0')), "leaves a gap at byte 0");
+  const std::string tail = R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}})";
+  expect_error(write_raw("t.safetensors", tail, std::string(3, '\0')), "2 data bytes after the last tensor");
+  // Listed out of order but tiling the data: fine.
+  const std::string swapped =
+      R"({"b":{"dtype":"U8","shape":[1],"data_offsets":[1,2]},"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}})";
+  EXPECT_EQ(read_safetensors(write_raw("s.safetensors", swapped, "xy")).at("b").data[0], 'y');
+}
+
+// nlohmann::json throws out_of_range (not parse_error) for a number beyond a double.
+TEST_F(SafetensorsTest, NumberBeyondADoubleIsTheReadersError) {
+  expect_error(write_raw("n.safetensors", R"({"__metadata__":{"x":"y"},"z":1e400})", ""),
+               "not valid JSON");
+}
+
 TEST_F(SafetensorsTest, MissingTensorNamesWhatTheFileHolds) {
   StFile f;
   const float v = 1.0f;

@@ -101,5 +101,8 @@ void append_record(const std::string& path, const Record& record);
 // ignored (and reported through `truncated_tail` when given); any other malformed line is a
 // RecordError naming file and line. Blank lines are skipped. A missing file is a RecordError.
 std::vector<Record> read_records(const std::string& path, bool* truncated_tail = nullptr);
+// The same for a file's text in memory; `path` only names it in errors (the fuzz target).
+std::vector<Record> parse_records(const std::string& text, const std::string& path,
+                                  bool* truncated_tail = nullptr);
 
 }  // namespace qlc::harness

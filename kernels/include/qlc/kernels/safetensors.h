@@ -21,7 +21,7 @@ struct StTensor {
   std::vector<int64_t> shape;
   std::vector<uint8_t> data;   // raw little-endian bytes, size == numel * itemsize
 
-  int64_t numel() const;
+  int64_t numel() const;  // throws SafetensorsError on a negative dimension or int64 overflow
   template <class T>
   const T* as() const { return reinterpret_cast<const T*>(data.data()); }
 };
@@ -38,7 +38,14 @@ struct StFile {
 // Bytes per element of a safetensors dtype; throws SafetensorsError for an unknown one.
 int64_t safetensors_itemsize(const std::string& dtype);
 
+// Rejected, each as SafetensorsError "PATH: reason": a header that is not one JSON object (a
+// number beyond a double included), a key repeated in one object, dimensions that are not
+// non-negative integers, a shape whose elements or bytes overflow int64, data_offsets that do not
+// match the shape, and tensors that do not tile the data section (from byte 0 to its end, no gap,
+// no overlap: the format's reference).
 StFile read_safetensors(const std::string& path);
+// The same from the file's bytes in memory; `path` only names it in errors (the fuzz target).
+StFile parse_safetensors(const std::string& bytes, const std::string& path);
 void write_safetensors(const std::string& path, const StFile& file);
 
 // Helpers to build tensors from typed buffers.
