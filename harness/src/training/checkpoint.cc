@@ -35,6 +35,37 @@ std::string shape_string(const std::vector<int64_t>& shape) {
   throw kernels::SafetensorsError(path + ": " + what);
 }
 
+// The activation outliers of the `outlier` preset (model.h; the figures and their sources are in
+// model.cc), planted in the drawn weights so that the checkpoint file carries them and any loader
+// (ours, transformers' from_pretrained in the peer check) meets the same overflow:
+//  - embedding rows of the "delimiter" tokens (5, 5 + stride, ...): `outlier_magnitude` in each
+//    outlier channel, as massive activations sit in a few fixed residual channels at a few tokens;
+//  - the last layer's gate_proj and up_proj: rows `outlier_neurons` read every outlier channel
+//    with `outlier_weight`, so that the SwiGLU product of those neurons exceeds fp16's range.
+// Each planted weight is the largest of its 4-bit block (blocksize 64) and of its int8 row, so
+// NF4/FP4 (absmax code 1.0, also after double quantization: the largest absmax is exact) and
+// LLM.int8 (row scale) store it exactly.
+void plant_outliers(const ModelConfig& c, const std::string& name, std::vector<float>& values) {
+  if (c.outlier_channels.empty()) return;
+  const int64_t h = c.hidden_size;
+  if (name == "model.embed_tokens.weight") {
+    for (int64_t token = 5; token < c.vocab_size; token += c.outlier_token_stride) {
+      for (int64_t ch : c.outlier_channels) {
+        values[static_cast<size_t>(token * h + ch)] = static_cast<float>(c.outlier_magnitude);
+      }
+    }
+    return;
+  }
+  const std::string last = "model.layers." + std::to_string(c.num_layers - 1) + ".mlp.";
+  if (name == last + "gate_proj.weight" || name == last + "up_proj.weight") {
+    for (int64_t neuron : c.outlier_neurons) {
+      for (int64_t ch : c.outlier_channels) {
+        values[static_cast<size_t>(neuron * h + ch)] = static_cast<float>(c.outlier_weight);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 std::vector<CheckpointTensor> checkpoint_layout(const ModelConfig& c) {
@@ -75,6 +106,7 @@ void write_checkpoint(const std::string& path, const ModelConfig& config, at::Sc
     } else {
       SplitMix64 rng(stream_seed(seed, t.name));
       for (float& v : values) v = static_cast<float>(rng.uniform_symmetric(bound));
+      plant_outliers(config, t.name, values);
     }
     // Rounded to the file's dtype by LibTorch's conversion (round to nearest even).
     const at::Tensor typed =

@@ -3,6 +3,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <vector>
@@ -57,6 +58,9 @@ at::Tensor LoraLinear::dropout(const at::Tensor& x, bool training) const {
 }
 
 at::Tensor LoraLinear::forward(const at::Tensor& x, bool training) const {
+  if (track_peak_) {
+    input_peak_ = std::max(input_peak_, x.detach().to(at::kFloat).abs().max().item<double>());
+  }
   at::Tensor result = base_->forward(x);
   const at::ScalarType result_dtype = result.scalar_type();
   const auto branch = [&](const at::Tensor& input) {

@@ -50,6 +50,13 @@ class LoraLinear {
   at::Tensor& lora_a() { return lora_a_; }  // [r, in], trainable
   at::Tensor& lora_b() { return lora_b_; }  // [out, r], trainable
   double scaling() const { return scaling_; }
+  // Records the largest |x| reaching forward() from now on (reset here; off again with false): the
+  // dtype audit's look at activations beyond fp16's range.
+  void track_input_peak(bool on) {
+    track_peak_ = on;
+    input_peak_ = 0.0;
+  }
+  double input_peak() const { return input_peak_; }
 
  private:
   at::Tensor dropout(const at::Tensor& x, bool training) const;
@@ -63,6 +70,8 @@ class LoraLinear {
   bool int8_input_fp32_;
   bool cast_output_before_scaling_;
   at::Generator generator_;
+  bool track_peak_ = false;
+  mutable double input_peak_ = 0.0;
 };
 
 }  // namespace qlc::harness

@@ -3,6 +3,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <c10/core/GradMode.h>
 
 #include <cmath>
 #include <filesystem>
@@ -31,7 +32,11 @@ ModelConfig make_config(const std::string& name, int64_t vocab, int64_t hidden, 
 }
 
 // outlier: tiny with the activation outliers of LLaMA-class models, so that fp16 overflows where
-// it does for their users and nowhere else.
+// it does for their users and nowhere else. The checkpoint writer plants them in the weights
+// (checkpoint.cc, plant_outliers), so the file carries them to every loader.
+//  - Outlier features (Dettmers et al. 2022, "LLM.int8()", arXiv:2208.07339): from about 6.7B
+//    parameters on, a few hidden dimensions hold magnitudes >= 6 (up to about 60 and more) in most
+//    layers and tokens; they are the reason LLM.int8 keeps such columns in 16 bits.
 //  - Massive activations (Sun et al. 2024, "Massive Activations in Large Language Models",
 //    arXiv:2402.17762): in LLaMA2-7B a few fixed residual channels (1415, 2533) reach magnitudes
 //    around 2.6e3 (their Fig. 1 and Table 1: 2622) at a few tokens (the start token, "." and
@@ -342,6 +347,21 @@ std::vector<LoraLinear*> Model::lora_layers() {
     for (LoraLinear& l : layer.mlp) out.push_back(&l);
   }
   return out;
+}
+
+std::vector<double> Model::linear_input_peaks(const at::Tensor& input_ids) {
+  const std::vector<LoraLinear*> layers = lora_layers();
+  for (LoraLinear* l : layers) l->track_input_peak(true);
+  {
+    c10::NoGradGuard no_grad;
+    logits(input_ids, /*training=*/false);
+  }
+  std::vector<double> peaks;
+  for (LoraLinear* l : layers) {
+    peaks.push_back(l->input_peak());
+    l->track_input_peak(false);
+  }
+  return peaks;
 }
 
 std::vector<at::Tensor> Model::trainable_parameters() {

@@ -114,6 +114,9 @@ class Model {
   std::vector<std::string> trainable_parameter_names() const;
   const ModelConfig& config() const { return config_; }
   std::vector<LoraLinear*> lora_layers();
+  // One forward pass of `input_ids` without gradients (eval mode) recording the largest |input| of
+  // every linear layer, in lora_layers() order (the audit's overflow check).
+  std::vector<double> linear_input_peaks(const at::Tensor& input_ids);
   // The dtypes of the modules that are not quantized (embedding, norms, LM head): the model dtype,
   // or fp32 after prepare_kbit.
   at::ScalarType module_dtype() const { return embed_.scalar_type(); }

@@ -75,8 +75,8 @@ TEST_F(CliTest, ShardsOfTheShippedMatrixCoverItOnce) {
   Result all = run({"list", "--matrix", m, "--device", "cpu"});
   ASSERT_EQ(all.exit_code, 0) << all.err;
   const auto ids = non_empty_lines(all.out);
-  // cases/default.yaml: the 216-case core plus its 14 designed `include` cases (counted there).
-  ASSERT_EQ(ids.size(), 230u);
+  // cases/default.yaml: the 216-case core plus its 22 designed `include` cases (counted there).
+  ASSERT_EQ(ids.size(), 238u);
   for (int n : {2, 5, 8}) {
     std::multiset<std::string> union_of_shards;
     for (int i = 1; i <= n; ++i) {

@@ -2,6 +2,11 @@
 // case's model as it would be built (modules, LoRA adapters, quantization states, optimizer
 // states) and the device's kernels, and lists every place where dtypes meet: which tensor, which
 // dtype, what it meets, and what goes wrong there (empty when the library casts and it works).
+// Covered: missing matrix-product kernels, adapters vs base compute dtype, optimizer-state eps,
+// trainable dtypes under amp=fp16's GradScaler, a bf16 model under fp16 autocast, reentrant
+// checkpointing without input grads, and (where activations pass through fp16: the model dtype,
+// a 4-bit compute dtype or autocast) every linear input above fp16's 65504 in an fp32 forward
+// pass of the same model.
 #pragma once
 
 #include <string>
