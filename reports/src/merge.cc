@@ -89,6 +89,40 @@ std::string short_name(const std::string& axis) {
   return axis;
 }
 
+// One section per failure cause over every environment: the rule's why and fix as the records
+// carry them (each run's report.md has the raw messages), and the cases it hit, where.
+void write_causes(const std::vector<MergedEnvironment>& merged, std::ostream& out) {
+  struct Cause {
+    std::string why, fix;
+    std::vector<std::string> cases;  // "`case` (environment)"
+  };
+  std::vector<std::string> order;
+  std::map<std::string, Cause> causes;
+  for (const auto& env : merged) {
+    for (const Record& r : env.records) {
+      if (r.outcome == Outcome::kOk || r.outcome == Outcome::kSkipped) continue;
+      const bool explained = r.prediction && r.prediction->outcome == r.outcome;
+      const std::string key = harness::to_string(r.outcome) + ": " +
+                              (explained ? r.prediction->rule : r.message.substr(0, r.message.find('\n')));
+      if (!causes.count(key)) {
+        order.push_back(key);
+        causes[key].why = explained && !r.prediction->why.empty() ? r.prediction->why : "no rule explains it";
+        causes[key].fix = explained && !r.prediction->fix.empty() ? r.prediction->fix : "none known";
+      }
+      causes[key].cases.push_back("`" + case_key(r.case_id) + "` (" + env.key.label + ")");
+    }
+  }
+  if (order.empty()) return;
+  out << "\n## Why cases fail\n\n";
+  for (const auto& key : order) {
+    const Cause& c = causes[key];
+    out << "### " << cell_text(key) << "\n\n- **Why:** " << c.why << "\n- **Fix:** " << c.fix
+        << "\n- **Cases:** ";
+    for (size_t i = 0; i < c.cases.size(); ++i) out << (i ? "; " : "") << c.cases[i];
+    out << "\n\n";
+  }
+}
+
 }  // namespace
 
 std::string case_key(const std::string& case_id) {
@@ -277,6 +311,7 @@ void write_merged_markdown(const std::vector<MergedEnvironment>& merged, std::os
       << (every.empty() ? "" : "; every one has " + cell_text(every)) << ".\n\n";
   write_table(rows);
   out << legend << "\n";
+  write_causes(merged, out);
 }
 
 std::vector<std::string> write_merge(const std::vector<MergedEnvironment>& merged,

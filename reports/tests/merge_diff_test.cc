@@ -156,6 +156,10 @@ TEST_F(MergeDiffTest, SameEnvironmentMergesLaterWinsOthersStayApart) {
   EXPECT_NE(md.find("every one has amp=none, adapter_dtype=model"), std::string::npos) << md;
   EXPECT_LT(md.find("| nf4 | fp32 |", all), md.find("| nf4 | fp16 |", all));
   EXPECT_LT(md.find("| nf4 | fp16 |", all), md.find("| int8 |", all));
+  // One section per failure cause (these records carry no prediction: the first message line).
+  EXPECT_NE(md.find("### nan_loss: nan_loss happened\n\n- **Why:** no rule explains it"),
+            std::string::npos) << md;
+  EXPECT_NE(md.find("- **Cases:** `" + kX + "` (CPU Test CPU · LibTorch 2.13.0)"), std::string::npos);
   EXPECT_EQ(md, markdown(merged));  // deterministic: no dates, no paths
   EXPECT_EQ(md.find(dir_.string()), std::string::npos);
 }
