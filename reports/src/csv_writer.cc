@@ -36,14 +36,7 @@ class CsvWriter : public Writer {
 
   void write(const RunData& run, std::ostream& out) const override {
     // The axis columns: every axis name any record has, in order of first appearance.
-    std::vector<std::string> axis_names;
-    for (const auto& r : run.records) {
-      for (const auto& [name, value] : axes_of(r.case_id)) {
-        bool known = false;
-        for (const auto& n : axis_names) known = known || n == name;
-        if (!known) axis_names.push_back(name);
-      }
-    }
+    const std::vector<std::string> axis_names = reports::axis_names(run);
     std::vector<std::string> header = {"case"};
     header.insert(header.end(), axis_names.begin(), axis_names.end());
     for (const char* h :

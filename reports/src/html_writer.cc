@@ -3,7 +3,6 @@
 // The data is report.json's document plus the axis order, embedded as JSON in a
 // <script type="application/json">, every "<" written as \u003c so that no message can end the
 // script element; html_assets.cc builds the page from it.
-#include <algorithm>
 #include <ostream>
 
 #include "document.h"
@@ -19,15 +18,8 @@ class HtmlWriter : public Writer {
   std::string file_name() const override { return "report.html"; }
 
   void write(const RunData& run, std::ostream& out) const override {
-    // Axis names in order of first appearance (report.json's objects are sorted by key).
-    std::vector<std::string> order;
-    for (const auto& r : run.records) {
-      for (const auto& axis : axes_of(r.case_id)) {
-        if (std::find(order.begin(), order.end(), axis.first) == order.end()) {
-          order.push_back(axis.first);
-        }
-      }
-    }
+    // Axis names in the matrix's order (report.json's objects are sorted by key).
+    const std::vector<std::string> order = axis_names(run);
     out << "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
            "style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:\">\n"

@@ -60,6 +60,18 @@ std::vector<std::pair<std::string, std::string>> axes_of(const std::string& case
   return axes;
 }
 
+std::vector<std::string> axis_names(const RunData& run) {
+  std::vector<std::string> names;
+  for (const auto& r : run.records) {
+    for (const auto& axis : axes_of(r.case_id)) {
+      if (std::find(names.begin(), names.end(), axis.first) == names.end()) {
+        names.push_back(axis.first);
+      }
+    }
+  }
+  return names;
+}
+
 const std::vector<std::string>& available_formats() {
   static const std::vector<std::string> all = {"md", "csv", "json", "junit", "html"};
   return all;

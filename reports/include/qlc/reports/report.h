@@ -42,6 +42,9 @@ RunData load_run(const std::string& dir);
 // cannot read gives the single pair {"case", id}.
 std::vector<std::pair<std::string, std::string>> axes_of(const std::string& case_id);
 
+// Every axis name any record of the run has, in order of first appearance (the matrix's order).
+std::vector<std::string> axis_names(const RunData& run);
+
 // Which axes form the Markdown table's rows and columns. "weights" stands for weights with "+dq"
 // when double quantization is on (nf4+dq): the loading a user chooses.
 struct TableLayout {
