@@ -253,6 +253,23 @@ class MarkdownWriter : public Writer {
           << bits << " | `" << fastest->case_id << "` "
           << fixed(fastest->step_time.median_ms, 1) << " ms |\n";
     }
+    // Timings taken while other cases ran share the machine: fine for finding what works, not
+    // for comparing machines.
+    size_t timed = 0, shared = 0, serial = 0;
+    for (const auto& w : order) {
+      for (const Record* r : by_weights[w]) {
+        ++timed;
+        shared += r->timings_shared ? 1 : 0;
+        serial += r->timings_serial ? 1 : 0;
+      }
+    }
+    if (shared > 0) {
+      out << "\n" << shared << " of these " << timed
+          << " cases were timed while other cases ran (`--jobs`): to compare machines, run "
+             "with `--serial-timings`, which times each case again alone.\n";
+    } else if (serial > 0) {
+      out << "\nTimed one case at a time with nothing else running (`--serial-timings`).\n";
+    }
   }
 
   TableLayout layout_;

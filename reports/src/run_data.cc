@@ -2,7 +2,9 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <unordered_map>
+#include <vector>
 
 #include "atomic_file.h"
 #include "qlc/harness/case.h"
@@ -28,6 +30,19 @@ RunData load_run(const std::string& dir) {
   } catch (const std::exception& e) {  // RecordError: names the file and the line already
     throw ReportError(e.what());
   }
+  // A case recorded twice (run again by --resume after a machine_fault, or timed again by
+  // --serial-timings): its last record counts, in the place of its first.
+  std::map<std::string, size_t> first;
+  std::vector<harness::Record> latest;
+  for (auto& r : run.records) {
+    auto [it, added] = first.emplace(r.case_id, latest.size());
+    if (added) {
+      latest.push_back(std::move(r));
+    } else {
+      latest[it->second] = std::move(r);
+    }
+  }
+  run.records = std::move(latest);
   const fs::path env = fs::path(dir) / "environment.json";
   if (fs::exists(env)) {
     std::ifstream in(env);

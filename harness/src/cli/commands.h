@@ -42,7 +42,9 @@ struct Selection {
 
 struct RunOptions {
   Selection selection;
-  int jobs = 1;
+  int jobs = 0;     // 0: one per usable core, or usable cores / threads
+  int threads = 0;  // LibTorch threads per worker; 0: usable cores / jobs (at least 1)
+  bool serial_timings = false;  // then time each timed case again with nothing else running
   std::string out = "results";
   bool resume = false;
   double timeout_s = 600.0;
@@ -54,6 +56,18 @@ struct RunOptions {
   // file when there is one; "none" turns predictions off.
   std::string rules;
 };
+
+// The cores this process may use: its CPU affinity, lowered to its cgroup's CPU quota.
+int usable_cores();
+
+// Cases at a time and LibTorch threads per worker for `run` (parallelism.cc): what was asked,
+// the rest from the usable cores so that jobs x threads = cores (in-process runs: one job).
+struct Parallelism {
+  int cores = 1;
+  int jobs = 1;
+  int threads = 1;
+};
+Parallelism choose_parallelism(int jobs, int threads, bool in_process);
 
 // `check`: one case of a matrix as a test (ctest runs one per case).
 struct CheckOptions {

@@ -70,9 +70,17 @@ int main(int argc, char** argv) {
   RunOptions run;
   CLI::App* run_cmd = app.add_subcommand("run", "Run the cases of a matrix and record them");
   add_selection(run_cmd, run.selection);
-  run_cmd->add_option("--jobs,-j", run.jobs, "Cases run at the same time (one worker each)")
-      ->capture_default_str()
+  run_cmd->add_option("--jobs,-j", run.jobs,
+                      "Cases run at the same time, one worker each (default: usable cores / "
+                      "--threads, so that jobs x threads = the usable cores)")
       ->check(CLI::Range(1, 1024));
+  run_cmd->add_option("--threads", run.threads,
+                      "LibTorch threads per worker (default: usable cores / jobs, at least 1)")
+      ->check(CLI::Range(1, 1024));
+  run_cmd->add_flag("--serial-timings", run.serial_timings,
+                    "After the run, time every case that trained again, one at a time with "
+                    "nothing else running and every usable core, and record those timings "
+                    "(outcomes stay the parallel run's): for comparing timings across machines");
   run_cmd->add_option("--out,-o", run.out, "Output folder")->capture_default_str();
   run_cmd->add_flag("--resume", run.resume,
                     "Continue the run recorded in OUT: skip cases that already have a record");

@@ -10,9 +10,12 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <cstdio>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
+#include <mutex>
 #include <memory>
 #include <optional>
 #include <set>
@@ -78,7 +81,8 @@ void write_atomically(const fs::path& path, const std::string& text) {
 // environment.json holds this run's facts. A resumed run on a changed environment (another
 // build, another machine) keeps the earlier file as environment-<id>.json: every record names
 // the environment it ran in.
-void write_environment(const fs::path& out, const Environment& env, bool resume) {
+void write_environment(const fs::path& out, const Environment& env, bool resume,
+                       const Parallelism& par) {
   const fs::path path = out / "environment.json";
   if (resume && fs::exists(path)) {
     try {
@@ -95,7 +99,14 @@ void write_environment(const fs::path& out, const Environment& env, bool resume)
       // An unreadable earlier file is replaced below: the records still carry the ids.
     }
   }
-  nlohmann::json j = {{"id", env.id()}, {"facts", env.facts}};
+  // How this run shares out the machine: not a fact of the machine (so not part of its id);
+  // every record says the same for its own timings.
+  nlohmann::json j = {{"id", env.id()},
+                      {"facts", env.facts},
+                      {"run",
+                       {{"usable_cores", par.cores},
+                        {"jobs", par.jobs},
+                        {"threads_per_worker", par.threads}}}};
   write_atomically(path, j.dump(2) + "\n");
 }
 
@@ -148,12 +159,49 @@ class RunStopped : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-std::string first_line_of(const std::string& text) { return text.substr(0, text.find('\n')); }
-
-int usable_cores() {
-  unsigned n = std::thread::hardware_concurrency();
-  return n == 0 ? 1 : static_cast<int>(n);
+// --serial-timings: each case that trained is timed again alone (one worker with every usable
+// core, nothing else running), and its record appended again with those timings; its outcome and
+// everything else stay the parallel run's (the last record of a case is the one that counts).
+void serial_timings(const std::vector<std::pair<const Case*, Record>>& timed,
+                    const Parallelism& par, WorkerOptions options,
+                    const std::function<Record(const Case&, const WorkerOptions&)>& run_with,
+                    const std::string& env_id, const std::string& records_path) {
+  options.threads = par.cores;
+  std::cerr << "qlora-compat: timing " << timed.size()
+            << " cases one at a time with nothing else running (--serial-timings)\n";
+  size_t i = 0;
+  for (const auto& [c, parallel] : timed) {
+    ++i;
+    const Record alone = run_with(*c, options);
+    if (alone.outcome != parallel.outcome) {
+      std::cerr << "qlora-compat: warning: " << c->id() << " ended " << to_string(alone.outcome)
+                << " when timed alone, " << to_string(parallel.outcome)
+                << " in the run: its record keeps the run's timings\n";
+      continue;
+    }
+    Record r = parallel;
+    r.load_ms = alone.load_ms;
+    r.forward = alone.forward;
+    r.backward = alone.backward;
+    r.optimizer = alone.optimizer;
+    r.step_time = alone.step_time;
+    r.tokens_per_s = alone.tokens_per_s;
+    r.wall_ms = alone.wall_ms;
+    r.overhead_ms = alone.overhead_ms;
+    r.jobs = 1;
+    r.threads = par.cores;
+    r.timings_shared = false;
+    r.timings_serial = true;
+    r.environment_id = env_id;
+    append_record(records_path, r);
+    char line[96];
+    std::snprintf(line, sizeof line, ": step %.2f ms alone, %.2f ms in the run", alone.step_time.median_ms,
+                  parallel.step_time.median_ms);
+    std::cerr << "[" << i << "/" << timed.size() << "] " << c->id() << line << "\n";
+  }
 }
+
+std::string first_line_of(const std::string& text) { return text.substr(0, text.find('\n')); }
 
 }  // namespace
 
@@ -210,7 +258,8 @@ int run_command(const RunOptions& o) {
 
   const Environment env = capture_environment();
   const std::string env_id = env.id();
-  write_environment(out, env, o.resume);
+  const Parallelism par = choose_parallelism(o.jobs, o.threads, o.isolation == "none");
+  write_environment(out, env, o.resume, par);
 
   std::vector<Case> to_run;
   for (const auto& c : sel.cases) {
@@ -223,8 +272,7 @@ int run_command(const RunOptions& o) {
   base.timeout_s = o.timeout_s;
   base.work_dir = (out / "work").string();
   base.keep_work_dir = o.keep_work;
-  // One core per worker when --jobs fills the machine (see worker_process.cc).
-  base.threads = o.jobs > 1 ? std::max(1, usable_cores() / o.jobs) : 0;
+  base.threads = par.threads;  // jobs x threads = the usable cores (see worker_process.cc)
   std::unique_ptr<ForkServer> server;
   if (o.isolation == "process" && !to_run.empty()) {
     std::error_code mk;
@@ -252,8 +300,17 @@ int run_command(const RunOptions& o) {
     return o.isolation != "none" ? run_case_in_worker(c, settings, opts)
                                  : run_case_in_process(c, settings, opts);
   };
+  // Cases running now, each with "another case ran at some moment while it (or its fix check)
+  // ran": its timings then shared the machine.
+  std::mutex running_mutex;
+  std::map<const Case*, bool> running;
   auto run_one = [&](const Case& c) {
     progress.started(c);
+    {
+      std::lock_guard<std::mutex> lock(running_mutex);
+      for (auto& entry : running) entry.second = true;
+      running[&c] = !running.empty();
+    }
     WorkerOptions opts = base;
     opts.fault = fault_plan.for_case(c);
     Record r = run_with(c, opts);
@@ -262,8 +319,14 @@ int run_command(const RunOptions& o) {
       predict_and_verify_fix(*rules, facts.at(c.device), c, r,
                              [&](const Case& fixed) { return run_with(fixed, base); });
     }
+    r.jobs = par.jobs;
+    r.threads = par.threads;
+    std::lock_guard<std::mutex> lock(running_mutex);
+    r.timings_shared = running[&c];
+    running.erase(&c);
     return r;
   };
+  std::vector<std::pair<const Case*, Record>> timed;  // for --serial-timings
   size_t appended = 0;
   auto finished = [&](const Case& c, Record& r) {
     r.environment_id = env_id;
@@ -277,11 +340,12 @@ int run_command(const RunOptions& o) {
     }
     ++appended;
     progress.finished(c, r);
+    if (o.serial_timings && !r.losses.empty() && r.step_time.median_ms > 0) timed.emplace_back(&c, r);
     // Every case after it would fail the same way: stop (the running ones end first).
     if (is_disk_full(r)) throw RunStopped(first_line_of(r.message) + " (case " + c.id() + ")");
   };
   try {
-    for_each_case(to_run, o.jobs, run_one, finished);
+    for_each_case(to_run, par.jobs, run_one, finished);
   } catch (const RunStopped& stop) {
     progress.end();
     std::cerr << "qlora-compat: error: " << stop.what() << ": the run stopped after " << appended
@@ -292,6 +356,7 @@ int run_command(const RunOptions& o) {
     return kExitMachineFault;
   }
   progress.end();
+  if (!timed.empty()) serial_timings(timed, par, base, run_with, env_id, records_path);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::error_code ec;

@@ -92,6 +92,14 @@ void read_integer(const json* obj, const char* key, const std::string& field, T&
   bad_field(field, "an integer in range", *v);
 }
 
+void read_bool(const json* obj, const char* key, const std::string& field, bool& out) {
+  if (!obj) return;
+  const json* v = member(*obj, key);
+  if (!v) return;
+  if (!v->is_boolean()) bad_field(field, "true or false", *v);
+  out = v->get<bool>();
+}
+
 void read_string(const json* obj, const char* key, const std::string& field, std::string& out) {
   if (!obj) return;
   const json* v = member(*obj, key);
@@ -216,7 +224,10 @@ nlohmann::json Record::to_json() const {
         {"step", percentiles(step_time)},
         {"tokens_per_s", number(tokens_per_s)},
         {"wall_ms", number(wall_ms)},
-        {"overhead_ms", number(overhead_ms)}}},
+        {"overhead_ms", number(overhead_ms)},
+        {"shared", timings_shared},
+        {"serial", timings_serial}}},
+      {"parallel", {{"jobs", jobs}, {"threads", threads}}},
       {"memory",
        {{"peak_bytes", peak_memory_bytes},
         {"base_weight_bits_per_param", number(base_weight_bits_per_param)},
@@ -287,6 +298,11 @@ Record Record::from_json(const nlohmann::json& j) {
   read_double(timings, "tokens_per_s", "timings.tokens_per_s", r.tokens_per_s);
   read_double(timings, "wall_ms", "timings.wall_ms", r.wall_ms);
   read_double(timings, "overhead_ms", "timings.overhead_ms", r.overhead_ms);
+  read_bool(timings, "shared", "timings.shared", r.timings_shared);
+  read_bool(timings, "serial", "timings.serial", r.timings_serial);
+  const json* parallel = object_member(j, "parallel", "parallel");
+  read_integer(parallel, "jobs", "parallel.jobs", r.jobs);
+  read_integer(parallel, "threads", "parallel.threads", r.threads);
 
   const json* memory = object_member(j, "memory", "memory");
   read_integer(memory, "peak_bytes", "memory.peak_bytes", r.peak_memory_bytes);

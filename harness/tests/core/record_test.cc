@@ -39,6 +39,10 @@ Record full_record(const std::string& case_id) {
   r.theory_bits_per_param = 4.127;
   r.wall_ms = 900.5;
   r.overhead_ms = 880.25;
+  r.jobs = 2;
+  r.threads = 3;
+  r.timings_shared = true;
+  r.timings_serial = true;
   r.exit_code = 0;
   r.signal = 11;
   r.worker_output = "tail of stderr";
@@ -69,6 +73,10 @@ void expect_same(const Record& a, const Record& b) {
   EXPECT_EQ(a.theory_bits_per_param, b.theory_bits_per_param);
   EXPECT_EQ(a.wall_ms, b.wall_ms);
   EXPECT_EQ(a.overhead_ms, b.overhead_ms);
+  EXPECT_EQ(a.jobs, b.jobs);
+  EXPECT_EQ(a.threads, b.threads);
+  EXPECT_EQ(a.timings_shared, b.timings_shared);
+  EXPECT_EQ(a.timings_serial, b.timings_serial);
   EXPECT_EQ(a.exit_code, b.exit_code);
   EXPECT_EQ(a.signal, b.signal);
   EXPECT_EQ(a.worker_output, b.worker_output);
@@ -183,6 +191,9 @@ TEST(RecordJson, LayoutIsTheDocumentedOne) {
   EXPECT_EQ(j.at("memory").at("peak_bytes"), int64_t{21474836480});  // 5 * 2^32
   EXPECT_EQ(j.at("memory").at("theory_bits_per_param"), 4.127);
   EXPECT_EQ(j.at("worker").at("signal"), 11);
+  EXPECT_EQ(j.at("timings").at("shared"), true);
+  EXPECT_EQ(j.at("timings").at("serial"), true);
+  EXPECT_EQ(j.at("parallel"), nlohmann::json({{"jobs", 2}, {"threads", 3}}));
   EXPECT_EQ(j.at("worker").at("output"), "tail of stderr");
   EXPECT_EQ(j.at("environment"), "env-1f2e3d");
   EXPECT_EQ(j.at("model"), "tiny");

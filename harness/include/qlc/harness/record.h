@@ -54,6 +54,14 @@ struct Record {
   double theory_bits_per_param = 0.0;         // 4.127 NF4+DQ, 4.5 NF4, 8 + row scales int8, 16/32
   double wall_ms = 0.0;         // whole case including the worker's start
   double overhead_ms = 0.0;     // wall_ms minus the training steps: spawn, build, checkpoint, load
+  // How the timings were taken: cases at a time (--jobs) and LibTorch threads per worker (0:
+  // unknown, e.g. an older record); `timings_shared`: another case ran at some moment during this
+  // one, so its times shared the machine; `timings_serial`: taken by --serial-timings' pass with
+  // nothing else running (the outcome is the parallel pass's).
+  int jobs = 0;
+  int threads = 0;
+  bool timings_shared = false;
+  bool timings_serial = false;
   // Worker process facts (isolated runs).
   int exit_code = 0;
   int signal = 0;
@@ -76,7 +84,9 @@ struct Record {
 //   {"schema": 1, "case": ID, "outcome": "ok", "phase": "none", "step": -1, "message": "",
 //    "skip_reason": "", "losses": [..],
 //    "timings": {"load_ms", "forward": {"median_ms", "p90_ms"}, "backward": {..},
-//                "optimizer": {..}, "step": {..}, "tokens_per_s", "wall_ms", "overhead_ms"},
+//                "optimizer": {..}, "step": {..}, "tokens_per_s", "wall_ms", "overhead_ms",
+//                "shared": false, "serial": false},
+//    "parallel": {"jobs", "threads"},
 //    "memory": {"peak_bytes", "base_weight_bits_per_param", "theory_bits_per_param"},
 //    "worker": {"exit_code", "signal", "output"},
 //    "environment": ENV_ID, "model": "tiny", "lora_rank": 8,

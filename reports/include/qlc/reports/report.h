@@ -27,7 +27,7 @@ class ReportError : public std::runtime_error {
 struct RunData {
   std::string dir;
   nlohmann::json environment;  // environment.json: {"id", "facts"}; null when the run has none
-  std::vector<harness::Record> records;
+  std::vector<harness::Record> records;  // the last record of each case, in first-seen order
   bool truncated_tail = false;  // the run was cut short inside a record (that line is ignored)
   // Rule id -> its "detect" text (records carry why and fix, not detect); filled from a rules
   // file by the caller when it has one.
