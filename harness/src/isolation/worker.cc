@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cerrno>
 #include <chrono>
@@ -48,9 +49,12 @@ double ms_since(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 }
 
-// A folder name for a case id ("cpu/nf4-dq/param=bf16/..." has '/', '=' and ':'); the hash
-// keeps two ids that map to the same readable part apart.
+// A folder name for one run of a case ("cpu/nf4-dq/param=bf16/..." has '/', '=' and ':'); the
+// hash keeps two ids that map to the same readable part apart, and a number per run in this
+// process keeps two runs of one id apart: with --jobs > 1 a case's fix check (another case's id)
+// may run while that case itself runs, and each removes its folder when it ends.
 std::string case_dir_name(const std::string& id) {
+  static std::atomic<unsigned long> runs{0};
   std::string name;
   for (char ch : id) {
     bool plain = std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '.';
@@ -60,7 +64,7 @@ std::string case_dir_name(const std::string& id) {
   for (unsigned char ch : id) h = (h ^ ch) * 1099511628211ull;
   char hex[9];
   std::snprintf(hex, sizeof hex, "%08x", static_cast<unsigned>(h & 0xffffffffu));
-  return name + "-" + hex;
+  return name + "-" + hex + "." + std::to_string(++runs);
 }
 
 // The last kTailLines non-empty lines of a log file.

@@ -1,5 +1,5 @@
 // Processes stopped or killed from outside during a real run: the fork server stopped (SIGSTOP)
-// while a worker runs, a worker killed (SIGKILL) by someone else. The run must end on time with
+// or killed (SIGKILL) while a worker runs, a worker killed (SIGKILL) by someone else. The run must end on time with
 // the case recorded as the machine's fault (machine_fault, exit status 3), the other cases run,
 // and --resume must run that case again.
 #include <dirent.h>
@@ -121,6 +121,22 @@ TEST_F(StuckProcessTest, StoppedForkServerIsReplacedAndTheRunEndsOnTime) {
   EXPECT_EQ(again.exit_code, 0) << again.out << again.err;
   EXPECT_NE(again.out.find("(1 run now, 3 from the earlier run)"), std::string::npos) << again.out;
   EXPECT_EQ(record_of(kHangingId).at("outcome"), "ok");
+}
+
+TEST_F(StuckProcessTest, ForkServerKilledFromOutsideIsAMachineFault) {
+  pid_t server = 0, worker = 0;
+  auto run = start_run(&server, &worker);
+  ASSERT_GT(server, 0);
+  ASSERT_EQ(kill(server, SIGKILL), 0);
+  Result r = run->wait(std::chrono::seconds(kTimeoutS * 3));
+  EXPECT_EQ(r.exit_code, 3) << r.out << r.err;  // not 2: no harness_error
+  expect_others_fine();  // the last case ran in a fresh server
+  const nlohmann::json rec = record_of(kHangingId);
+  EXPECT_EQ(rec.at("outcome"), "machine_fault") << rec;
+  EXPECT_NE(rec.at("message").get<std::string>().find(
+                "fork server was killed by SIGKILL from outside"),
+            std::string::npos)
+      << rec.at("message");
 }
 
 TEST_F(StuckProcessTest, WorkerKilledFromOutsideIsAMachineFault) {
