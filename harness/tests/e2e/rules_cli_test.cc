@@ -89,6 +89,31 @@ TEST_F(RulesCliTest, CheckPassesAsPredictedAndVerifiesTheFix) {
   EXPECT_NE(e.out.find("fix verified on this machine"), std::string::npos) << e.out;
 }
 
+// Each failing case's fix (fp32 states, on LibTorch 2.x) is also a case of the matrix, so with two
+// jobs a fix check runs while the case of the same id runs beside it. Each used to remove the
+// folder both worked in ("worker exited with code 3 without a record", the fix "failed").
+TEST_F(RulesCliTest, FixCheckBesideTheCaseOfTheSameIdKeepsItsOwnFolder) {
+  const fs::path m = matrix_with_shipped_rules(
+      "matrix:\n"
+      "  device: [cpu]\n"
+      "  weights: [none, nf4]\n"
+      "  param_dtype: [fp16]\n"
+      "  compute_dtype: [fp32]\n"
+      "  optimizer: [adamw-param, adamw-fp32]\n");
+  const fs::path out = dir_ / "out";
+  Result r = run({"run", "--matrix", m.string(), "--out", out.string(), "--steps", "2", "--jobs",
+                  "2"});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  int fix_checks = 0;
+  for (const auto& rec : read_records(out / "records.jsonl")) {
+    EXPECT_NE(rec.at("outcome"), "harness_error") << rec.dump();
+    if (!rec.contains("fix_check")) continue;
+    ++fix_checks;
+    EXPECT_TRUE(rec.at("fix_check").at("verified").get<bool>()) << rec.dump();
+  }
+  EXPECT_EQ(fix_checks, 2) << r.out;
+}
+
 TEST_F(RulesCliTest, MispredictingRuleFailsExactlyTheCasesItCovers) {
   const fs::path m = matrix(kFourCases);  // none, nf4, fp4, int8, all fp32: every one trains
   write_text(dir_ / "wrong.yaml", kWrongRules);
