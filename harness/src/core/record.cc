@@ -224,10 +224,7 @@ nlohmann::json Record::to_json() const {
         {"step", percentiles(step_time)},
         {"tokens_per_s", number(tokens_per_s)},
         {"wall_ms", number(wall_ms)},
-        {"overhead_ms", number(overhead_ms)},
-        {"shared", timings_shared},
-        {"serial", timings_serial}}},
-      {"parallel", {{"jobs", jobs}, {"threads", threads}}},
+        {"overhead_ms", number(overhead_ms)}}},
       {"memory",
        {{"peak_bytes", peak_memory_bytes},
         {"base_weight_bits_per_param", number(base_weight_bits_per_param)},
@@ -237,6 +234,13 @@ nlohmann::json Record::to_json() const {
       {"model", model},
       {"lora_rank", lora_rank},
   };
+  // How the timings were taken is written only when known (jobs > 0): a record read from an
+  // older run must not come back claiming its timings were not shared.
+  if (jobs > 0) {
+    j["parallel"] = {{"jobs", jobs}, {"threads", threads}};
+    j["timings"]["shared"] = timings_shared;
+    j["timings"]["serial"] = timings_serial;
+  }
   if (prediction) {
     j["prediction"] = {{"outcome", to_string(prediction->outcome)}, {"rule", prediction->rule},
                        {"why", prediction->why}, {"fix", prediction->fix}};

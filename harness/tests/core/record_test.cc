@@ -237,6 +237,19 @@ TEST(RecordJson, MinimalRecordTakesDefaults) {
   EXPECT_EQ(r.peak_memory_bytes, 0);
 }
 
+// A record from before the run said how it took its timings must not gain "shared": false when it
+// is written again (merge rewrites docs/runs): unknown stays unknown.
+TEST(RecordJson, OlderRecordWithoutParallelStaysSilentAboutSharing) {
+  const Record r = Record::from_json(nlohmann::json::parse(
+      R"({"case": "cpu/none/param=fp32/compute=fp32/optim=adamw-fp32", "outcome": "ok",
+          "timings": {"wall_ms": 10.0}})"));
+  EXPECT_EQ(r.jobs, 0);
+  const nlohmann::json j = r.to_json();
+  EXPECT_FALSE(j.contains("parallel"));
+  EXPECT_FALSE(j.at("timings").contains("shared"));
+  EXPECT_FALSE(j.at("timings").contains("serial"));
+}
+
 TEST(RecordJson, RejectsBadInputNamingTheField) {
   using nlohmann::json;
   EXPECT_NE(invalid_argument_message(json::array()).find("expected a JSON object"),

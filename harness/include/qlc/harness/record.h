@@ -85,8 +85,8 @@ struct Record {
 //    "skip_reason": "", "losses": [..],
 //    "timings": {"load_ms", "forward": {"median_ms", "p90_ms"}, "backward": {..},
 //                "optimizer": {..}, "step": {..}, "tokens_per_s", "wall_ms", "overhead_ms",
-//                "shared": false, "serial": false},
-//    "parallel": {"jobs", "threads"},
+//                "shared": false, "serial": false},   (shared, serial: only with "parallel")
+//    "parallel": {"jobs", "threads"},                   (absent in older records: unknown)
 //    "memory": {"peak_bytes", "base_weight_bits_per_param", "theory_bits_per_param"},
 //    "worker": {"exit_code", "signal", "output"},
 //    "environment": ENV_ID, "model": "tiny", "lora_rank": 8,
