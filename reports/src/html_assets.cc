@@ -31,7 +31,8 @@ table.heat { border-collapse: collapse; font-size: 12px; }
 table.heat th { font-weight: 600; text-align: left; padding: 3px 6px; white-space: nowrap;
                 background: #eef1f5; border: 1px solid #dde1e7; }
 table.heat td { border: 1px solid #dde1e7; padding: 3px; vertical-align: top; min-width: 34px; }
-table.heat th.corner { color: #5b6475; font-weight: 500; }
+table.heat th.corner { color: #5b6475; font-weight: 500; white-space: pre-line; }
+table.heat th.col { white-space: pre-line; text-align: center; vertical-align: bottom; }
 .case { width: 20px; height: 20px; border: 0; border-radius: 3px; margin: 1px; padding: 0;
         cursor: pointer; color: #fff; font: 700 12px/20px system-ui, sans-serif; text-align: center;
         vertical-align: top; }
@@ -213,9 +214,10 @@ const char* const kReportHtmlJs = R"JS(
       cells.get(id).push(i);
     }
     const table = el('table', { className: 'heat' });
+    // Column heads one axis a line, so that a dozen columns fit beside the details.
     const head = el('tr', {}, [el('th', { className: 'corner', text:
-      (state.rows.join(' · ') || '-') + ' \\ ' + (state.cols.join(' · ') || '-') })]);
-    for (const k of cols) head.append(el('th', { text: k }));
+      'rows: ' + (state.rows.join(' · ') || '-') + '\ncolumns: ' + (state.cols.join(' · ') || '-') })]);
+    for (const k of cols) head.append(el('th', { className: 'col', text: k.split(' · ').join('\n') }));
     table.append(head);
     for (const r of rows) {
       const tr = el('tr', {}, [el('th', { text: r })]);
