@@ -111,6 +111,22 @@ class MarkdownWriter : public Writer {
     out << "| matrix | " << run.records.size() << " cases; model " << cell_text(joined(models))
         << "; LoRA rank " << joined(ranks) << "; steps run, warm-up included (cases that worked) " << joined(steps)
         << " |\n";
+    // What was run, as `run` recorded it (runs older than environment.json's run.matrix lack it).
+    if (find(run.environment, {"run", "matrix", "file"})) {
+      const nlohmann::json& m = run.environment["run"]["matrix"];
+      std::string what = text_at(m, {"file"});
+      if (!text_at(m, {"filter"}).empty()) what += "; --filter " + text_at(m, {"filter"});
+      if (!text_at(m, {"shard"}).empty()) what += "; --shard " + text_at(m, {"shard"});
+      what += "; rules " + text_at(m, {"rules"});
+      out << "| matrix file | " << cell_text(what) << " |\n";
+      if (m.contains("settings") && m["settings"].is_object()) {
+        std::string settings;
+        for (const auto& [key, value] : m["settings"].items()) {
+          settings += (settings.empty() ? "" : ", ") + key + " " + value.dump();
+        }
+        out << "| settings | " << cell_text(settings) << " |\n";
+      }
+    }
     if (run.truncated_tail) {
       out << "| note | the run was cut short: its last, unfinished record is left out |\n";
     }

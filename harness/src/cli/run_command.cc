@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <iostream>
@@ -82,7 +83,7 @@ void write_atomically(const fs::path& path, const std::string& text) {
 // build, another machine) keeps the earlier file as environment-<id>.json: every record names
 // the environment it ran in.
 void write_environment(const fs::path& out, const Environment& env, bool resume,
-                       const Parallelism& par) {
+                       const Parallelism& par, const nlohmann::json& matrix) {
   const fs::path path = out / "environment.json";
   if (resume && fs::exists(path)) {
     try {
@@ -106,8 +107,43 @@ void write_environment(const fs::path& out, const Environment& env, bool resume,
                       {"run",
                        {{"usable_cores", par.cores},
                         {"jobs", par.jobs},
-                        {"threads_per_worker", par.threads}}}};
+                        {"threads_per_worker", par.threads},
+                        {"matrix", matrix}}}};
   write_atomically(path, j.dump(2) + "\n");
+}
+
+// What was run, for the reports (report.json carries environment.json, report.md's header shows
+// it): the matrix file and selection as given on the command line, the rules file that made the
+// predictions, and the settings every case trained with.
+// A float setting as it was written (0.05, not 0.05000000074505806).
+double as_written(float v) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.7g", static_cast<double>(v));
+  return std::strtod(text, nullptr);
+}
+
+nlohmann::json matrix_description(const RunOptions& o, size_t cases, const RunSettings& s,
+                                  bool predicted) {
+  std::string rules = "none";
+  if (predicted) {
+    rules = o.rules.empty() ? (fs::path(o.selection.matrix).parent_path() / "rules.yaml").string()
+                            : o.rules;
+  }
+  return {{"file", o.selection.matrix},
+          {"device", o.selection.device.empty() ? "as the matrix says" : o.selection.device},
+          {"filter", o.selection.filter},
+          {"shard", o.selection.shard},
+          {"cases", cases},
+          {"rules", rules},
+          {"timeout_s", o.timeout_s},
+          {"settings",
+           {{"steps", s.steps},
+            {"warmup_steps", s.warmup_steps},
+            {"lora_rank", s.lora_rank},
+            {"lora_alpha", as_written(s.lora_alpha)},
+            {"lora_dropout", as_written(s.lora_dropout)},
+            {"learning_rate", as_written(s.learning_rate)},
+            {"seed", s.seed}}}};
 }
 
 struct FaultPlan {
@@ -259,7 +295,8 @@ int run_command(const RunOptions& o) {
   const Environment env = capture_environment();
   const std::string env_id = env.id();
   const Parallelism par = choose_parallelism(o.jobs, o.threads, o.isolation == "none");
-  write_environment(out, env, o.resume, par);
+  write_environment(out, env, o.resume, par,
+                    matrix_description(o, sel.cases.size(), settings, rules.has_value()));
 
   std::vector<Case> to_run;
   for (const auto& c : sel.cases) {
