@@ -27,3 +27,14 @@ else
   qlc_log "installing venv requirements (torch's wheel is large the first time)"
   "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$QLC_ROOT/ci/requirements-venv.txt"
 fi
+# The older stacks' releases, each in a folder of its own that the peer puts ahead of the venv's.
+while read -r stack requirement; do
+  case "$stack" in ''|'#'*) continue ;; esac
+  target="$venv/stacks/$stack"
+  [ -f "$target/.installed" ] && grep -qxF "$requirement" "$target/.installed" && continue
+  qlc_log "venv: installing $requirement for stack $stack"
+  rm -rf "$target"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps --target "$target" \
+    "$requirement"
+  echo "$requirement" > "$target/.installed"
+done < "$QLC_ROOT/ci/requirements-older-stacks.txt"

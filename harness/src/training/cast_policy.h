@@ -47,7 +47,13 @@ struct CastPolicy {
   // bitsandbytes
   bool linear4bit_input_sets_compute_dtype;  // <= 0.46: first input fp32/bf16 -> compute dtype
   bool int8_backward_casts_grad;             // >= 0.45: grad_output.to(A.dtype) in backward
-  bool optimizers_on_cpu;                    // >= 0.50: optimizer kernels for CPU tensors
+  // What bitsandbytes raises on a CPU-only machine where it has no CPU code (nullptr: it has).
+  // Observed with the releases installed beside the venv's CPU-only torch (compare_peer.py
+  // --stack); the first line is the library's, the second says why.
+  const char* cpu_load_error;                // <= 0.44: 4/8-bit weights (from_pretrained)
+  const char* cpu_optimizer_32bit_error;     // <= 0.49: bnb's 32-bit update (AdamW, and AdamW8bit
+                                             // on tensors under 4096 elements)
+  const char* cpu_optimizer_8bit_error;      // <= 0.49: bnb's 8-bit blockwise update
   // PEFT
   AdapterPlacement placement;
   bool autocast_adapter_dtype;               // >= 0.12: fp16/bf16 adapters upcast to fp32 unless
@@ -66,8 +72,5 @@ at::ScalarType adapter_dtype_for(const CastPolicy& policy, AdapterDtype adapter,
                                  at::ScalarType base_weight, at::ScalarType base_compute,
                                  at::ScalarType model_dtype);
 
-// The message bitsandbytes' optimizers raise on CPU tensors before 0.50 (observed with 0.46.1 and
-// 0.49.2: functional.py is_on_gpu).
-std::string cpu_optimizer_error();
 
 }  // namespace qlc::harness

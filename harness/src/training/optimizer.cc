@@ -6,7 +6,6 @@
 #include <stdexcept>
 
 #include "device/device_support.h"
-#include "training/cast_policy.h"
 
 namespace qlc::harness {
 
@@ -62,8 +61,8 @@ struct AdamW::ParamState {
 };
 
 AdamW::AdamW(std::vector<at::Tensor> params, OptimizerKind kind, const kernels::AdamWConfig& config,
-             bool bnb_cpu_kernels)
-    : kind_(kind), config_(config), bnb_cpu_kernels_(bnb_cpu_kernels) {
+             BnbCpuOptimizerErrors bnb_cpu_errors)
+    : kind_(kind), config_(config), bnb_cpu_errors_(bnb_cpu_errors) {
   kernels::check_adamw_config(config, 1);
   for (at::Tensor& p : params) {
     if (!p.is_contiguous()) throw std::invalid_argument("AdamW: parameters must be contiguous");
@@ -79,11 +78,13 @@ void AdamW::step() {
   for (auto& s : states_) {
     const at::Tensor& grad_ref = s->param.grad();
     if (!grad_ref.defined()) continue;  // untouched parameters are skipped, as in both libraries
-    const bool bnb_8bit = kind_ == OptimizerKind::kAdamW8bit || kind_ == OptimizerKind::kPagedAdamW8bit;
-    if (bnb_8bit && s->param.device().is_cpu() && !bnb_cpu_kernels_) {
-      throw std::runtime_error(cpu_optimizer_error());
-    }
     if (!s->created) s->create(kind_);
+    if (kind_ != OptimizerKind::kAdamWParamDtype && s->param.device().is_cpu()) {
+      const char* error = s->layout.kernel == kernels::AdamWKernel::k8bitStates
+                              ? bnb_cpu_errors_.update_8bit
+                              : bnb_cpu_errors_.update_32bit;
+      if (error != nullptr) throw std::runtime_error(error);
+    }
     const at::Tensor grad = grad_ref.contiguous();
     const int64_t t = ++s->step;
     const int64_t n = s->param.numel();

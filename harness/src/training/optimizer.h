@@ -5,8 +5,8 @@
 //   kPagedAdamW8bit  bnb.optim.PagedAdamW8bit (managed memory on CUDA; on CPU = AdamW8bit, as
 //                    bitsandbytes falls back)
 // States are created at a parameter's first step, as both libraries do. Before bitsandbytes 0.50 its
-// optimizers had no CPU kernels (`bnb_cpu_kernels` false): their first step on a CPU tensor raises
-// bitsandbytes' message (cast_policy.h).
+// optimizers (every kind but kAdamWParamDtype) had no CPU kernels: their first step on a CPU tensor
+// raises the release's message for the update it takes (cast_policy.h).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -20,10 +20,16 @@
 
 namespace qlc::harness {
 
+// What bitsandbytes raises when its update meets a CPU tensor; nullptr where it has CPU kernels.
+struct BnbCpuOptimizerErrors {
+  const char* update_32bit = nullptr;
+  const char* update_8bit = nullptr;
+};
+
 class AdamW {
  public:
   AdamW(std::vector<at::Tensor> params, OptimizerKind kind, const kernels::AdamWConfig& config,
-        bool bnb_cpu_kernels = true);
+        BnbCpuOptimizerErrors bnb_cpu_errors = {});
   ~AdamW();
   AdamW(const AdamW&) = delete;
   AdamW& operator=(const AdamW&) = delete;
@@ -42,7 +48,7 @@ class AdamW {
   std::vector<std::unique_ptr<ParamState>> states_;
   OptimizerKind kind_;
   kernels::AdamWConfig config_;
-  bool bnb_cpu_kernels_;
+  BnbCpuOptimizerErrors bnb_cpu_errors_;
 };
 
 }  // namespace qlc::harness

@@ -167,6 +167,9 @@ void run_phases(const Case& c, const RunSettings& settings, const RunContext& ct
   reset_peak_memory(device);
   const Clock::time_point load_start = Clock::now();
   const BuildOptions options = build_options_for(c, settings, device);
+  if (c.weights != WeightFormat::kNone && device.is_cpu() && cast_policy(c.stack).cpu_load_error) {
+    throw std::runtime_error(cast_policy(c.stack).cpu_load_error);
+  }
   std::unique_ptr<Model> model;
   {
     const Checkpoint checkpoint = read_checkpoint(checkpoint_path, config);
@@ -186,8 +189,9 @@ void run_phases(const Case& c, const RunSettings& settings, const RunContext& ct
   kernels::AdamWConfig adamw;
   adamw.lr = settings.learning_rate;
   adamw.weight_decay = 0.0;  // transformers' Trainer default, how users meet these optimizers
+  const CastPolicy& policy = cast_policy(c.stack);
   AdamW optimizer(model->trainable_parameters(), c.optimizer, adamw,
-                  cast_policy(c.stack).optimizers_on_cpu);
+                  {policy.cpu_optimizer_32bit_error, policy.cpu_optimizer_8bit_error});
   const std::vector<at::Tensor> params = model->trainable_parameters();
   const std::vector<std::string> names = model->trainable_parameter_names();
   // Trainer's fp16=True: a GradScaler; bf16=True and no flag: none.

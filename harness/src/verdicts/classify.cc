@@ -60,7 +60,14 @@ const std::vector<MessagePattern>& message_patterns() {
 
       // --- an operation the device/build does not provide at all ---
       {"All input tensors need to be on the same GPU", Outcome::kUnsupportedOp,
-       "bitsandbytes < 0.50 optimizers (8-bit, paged) on CPU tensors"},
+       "bitsandbytes < 0.50 optimizers (8-bit blockwise update) on CPU tensors"},
+      {"'NoneType' object has no attribute 'shape'", Outcome::kUnsupportedOp,
+       "bitsandbytes 0.45-0.49 optimizers (32-bit update) on CPU tensors: is_on_gpu's message "
+       "fails on the absent unorm_vec"},
+      {"name 'str2optimizer32bit' is not defined", Outcome::kUnsupportedOp,
+       "bitsandbytes <= 0.44 built without GPU support: no 32-bit optimizer kernels"},
+      {"CUDA is required but not available for bitsandbytes", Outcome::kUnsupportedOp,
+       "bitsandbytes <= 0.44 on a machine without CUDA: no CPU code for 4/8-bit weights"},
       {"no kernel image is available", Outcome::kUnsupportedOp,
        "CUDA binaries not built for this GPU's architecture"},
       {"built without CUDA kernels", Outcome::kUnsupportedOp, "our kernels built without CUDA"},

@@ -21,8 +21,13 @@ presets' near-uniform first predictions: loss ~ log(vocab)), the bound is
   |loss_ours - loss_peer| <= 2 * u * (2L + 1) * max(1, loss).
 Observed with LibTorch 2.13 at the time of writing: 0 for every case of the sample.
 
+Older stacks (--stack STACK=DIR, cases/peer-older.yaml): the cases of each `stack` value run in
+the peer with that release installed in DIR ahead of the venv's (PYTHONPATH; ci/setup_venv.sh
+installs them under .venv/stacks/), so the peer is the old release itself, not our reading of it.
+The coverage check is then about the stacks: every case's stack must have a DIR.
+
 Usage: compare_peer.py --cli QLORA_COMPAT --matrix cases/peer.yaml --accepted FILE --work DIR
-                       [--not-covered model=7b-layer ...]
+                       [--not-covered model=7b-layer ...] [--stack bnb-0.49=DIR ...]
 """
 import argparse
 import json
@@ -94,38 +99,59 @@ def main():
     ap.add_argument("--python", default=sys.executable)
     ap.add_argument("--not-covered", action="append", default=[],
                     help="axis=value the sample leaves out on purpose")
+    ap.add_argument("--stack", action="append", default=[], metavar="STACK=DIR",
+                    help="run the cases of STACK in the peer with the releases installed in DIR")
     args = ap.parse_args()
+    overlays = dict(s.split("=", 1) for s in args.stack)
     shutil.rmtree(args.work, ignore_errors=True)
-    ours, peer, exported = (os.path.join(args.work, d) for d in ("ours", "peer", "cases"))
+    ours = os.path.join(args.work, "ours")
     subprocess.run([args.cli, "run", "--matrix", args.matrix, "--device", "cpu", "--out", ours,
                     "--rules", "none"], check=True)
-    subprocess.run([args.python, os.path.join(HERE, "step_peer.py"), "--cli", args.cli, "--matrix",
-                    args.matrix, "--out", peer, "--work", exported], check=True)
-    mine, theirs = read_records(os.path.join(ours, "records.jsonl")), read_records(
-        os.path.join(peer, "records.jsonl"))
-    accepted = read_accepted(args.accepted)
+    mine = read_records(os.path.join(ours, "records.jsonl"))
     failures = []
 
-    # Coverage: every value of every axis on the current stack.
-    seen = {axis: set() for axis in AXES}
-    for n, case_id in enumerate(theirs, 1):
-        with open(os.path.join(exported, f"case{n}", "case.json")) as f:
-            axes = json.load(f)["axes"]
-        for axis in AXES:
-            seen[axis].add(str(axes[axis]).lower())
-    for axis, values in AXES.items():
-        for v in values:
-            if v not in seen[axis] and f"{axis}={v}" not in args.not_covered:
-                failures.append(f"the sample has no case with {axis}={v}")
+    # The peer: once with the venv's releases, or once per older stack with its releases first.
+    theirs, folders = {}, {}
+    for stack, overlay in (overlays.items() if overlays else [("current", None)]):
+        peer, exported = (os.path.join(args.work, d, stack) for d in ("peer", "cases"))
+        env = dict(os.environ)
+        if overlay:
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (overlay, env.get("PYTHONPATH")) if p)
+        subprocess.run([args.python, os.path.join(HERE, "step_peer.py"), "--cli", args.cli,
+                        "--matrix", args.matrix, "--out", peer, "--work", exported]
+                       + (["--filter", f"stack={stack}"] if overlay else []), check=True, env=env)
+        records = read_records(os.path.join(peer, "records.jsonl"))
+        theirs.update(records)
+        for n, case_id in enumerate(records, 1):  # step_peer exports case i to case{i}
+            folders[case_id] = os.path.join(exported, f"case{n}")
+    accepted = read_accepted(args.accepted)
 
-    for n, (case_id, p) in enumerate(theirs.items(), 1):
+    def case_axes(case_id):
+        with open(os.path.join(folders[case_id], "case.json")) as f:
+            return json.load(f)["axes"]
+
+    if overlays:  # every case's stack has its releases
+        for case_id in mine:
+            if case_id not in theirs:
+                failures.append(f"{case_id}: its stack has no --stack releases")
+    else:  # coverage: every value of every axis on the current stack
+        seen = {axis: set() for axis in AXES}
+        for case_id in theirs:
+            axes = case_axes(case_id)
+            for axis in AXES:
+                seen[axis].add(str(axes[axis]).lower())
+        for axis, values in AXES.items():
+            for v in values:
+                if v not in seen[axis] and f"{axis}={v}" not in args.not_covered:
+                    failures.append(f"the sample has no case with {axis}={v}")
+
+    for case_id, p in theirs.items():
         o = mine.get(case_id)
         if o is None:
             failures.append(f"{case_id}: no record of qlora-compat")
             continue
-        with open(os.path.join(exported, f"case{n}", "case.json")) as f:
-            axes = json.load(f)["axes"]
-        with open(os.path.join(exported, f"case{n}", "config.json")) as f:
+        axes = case_axes(case_id)
+        with open(os.path.join(folders[case_id], "config.json")) as f:
             layers = json.load(f)["num_hidden_layers"]
         problems = []
         if o["outcome"] != p["outcome"]:

@@ -26,6 +26,7 @@ Usage: step_peer.py --cli QLORA_COMPAT --matrix M.yaml --out DIR [--filter F] [-
 Outside the product's run path: a test tool (ctest label `peer`) and a documented command.
 """
 import argparse
+import inspect
 import json
 import math
 import os
@@ -86,8 +87,12 @@ def adapt(model, folder, case):
                              lora_dropout=settings["lora_dropout"],
                              target_modules=case["target_modules"], bias="none",
                              task_type="CAUSAL_LM")
-    model = peft.get_peft_model(model, config,
-                                autocast_adapter_dtype=axes["adapter_dtype"] != "base")
+    # PEFT before 0.12 has no autocast_adapter_dtype: its adapters go where that release puts them
+    # (the `stack` axis says which release the case follows).
+    switch = {}
+    if "autocast_adapter_dtype" in inspect.signature(peft.get_peft_model).parameters:
+        switch["autocast_adapter_dtype"] = axes["adapter_dtype"] != "base"
+    model = peft.get_peft_model(model, config, **switch)
     starts = load_file(os.path.join(folder, "lora_init.safetensors"))
     dtype = DTYPES[axes["param_dtype"]]
     with torch.no_grad():

@@ -54,6 +54,15 @@ TEST(Classify, MessagesUsersReport) {
        Outcome::kUnsupportedOp},
       {"Could not run 'aten::empty_strided' with arguments from the 'CUDA' backend.",
        Outcome::kUnsupportedOp},
+      // bitsandbytes 0.44.1 / 0.46.1 / 0.49.2 from PyPI on a CPU-only machine.
+      {"CUDA is required but not available for bitsandbytes. Please consider installing the "
+       "multi-platform enabled version of bitsandbytes, which is currently a work in progress.",
+       Outcome::kUnsupportedOp},
+      {"name 'str2optimizer32bit' is not defined", Outcome::kUnsupportedOp},
+      {"'NoneType' object has no attribute 'shape'", Outcome::kUnsupportedOp},
+      {"All input tensors need to be on the same GPU, but found some tensors to not be on a GPU:\n "
+       "[(torch.Size([8192]), device(type='cpu'))]",
+       Outcome::kUnsupportedOp},
   };
   for (const Example& e : examples) {
     const std::optional<Outcome> got = classify_message(e.message);

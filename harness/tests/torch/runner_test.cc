@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "verdicts/learning.h"
+#include "training/cast_policy.h"
 #include "training/optimizer.h"
 #include "qlc/harness/runner.h"
 
@@ -121,6 +122,20 @@ TEST(RunCase, CudaCaseWithoutUsableGpuIsSkippedWithReason) {
   EXPECT_NE(r.skip_reason.find("cuda:0"), std::string::npos) << r.skip_reason;
 }
 
+// bitsandbytes 0.44 on a machine without CUDA stops in from_pretrained (seen with 0.44.1 from
+// PyPI); without quantized weights there is nothing of it to load, and the run reaches the steps.
+TEST(RunCase, Bitsandbytes044StopsLoadingQuantizedWeightsOnCpu) {
+  Case c = make_case(WeightFormat::kNf4, false, Dtype::kFp32, Dtype::kFp32,
+                     OptimizerKind::kAdamWParamDtype);
+  c.stack = Stack::kBnb044;
+  const Record r = run_case(c, short_settings(), context());
+  EXPECT_EQ(to_string(r.outcome), "unsupported_op");
+  EXPECT_EQ(to_string(r.phase), "load");
+  EXPECT_EQ(r.message.rfind("CUDA is required but not available for bitsandbytes", 0), 0u) << r.message;
+  c.weights = WeightFormat::kNone;
+  EXPECT_EQ(to_string(run_case(c, short_settings(), context()).outcome), "ok");
+}
+
 TEST(RunCase, DoubleQuantOfInt8IsSkipped) {
   const Record r = run_case(
       make_case(WeightFormat::kInt8, true, Dtype::kFp32, Dtype::kFp32, OptimizerKind::kAdamWFp32),
@@ -223,6 +238,43 @@ TEST(AdamWWrapper, UpdatesEqualTheKernelsStep) {
                                                         v.data(), 300, config, step);
   }
   for (int64_t i = 0; i < 300; ++i) EXPECT_EQ(p.data_ptr<float>()[i], ref_p[static_cast<size_t>(i)]);
+}
+
+// What bitsandbytes 0.45-0.49 and 0.44 raise on a CPU-only machine, seen by running them (PyPI
+// wheels, CPU-only torch): 0.45-0.49 refuse CPU tensors in is_on_gpu, whose message fails on the
+// 32-bit update's None unorm_vec; 0.44 defines no 32-bit kernels. torch.optim.AdamW is untouched.
+TEST(AdamWWrapper, OldBitsandbytesOptimizersFailOnCpuAsEachReleaseDoes) {
+  auto first_error = [](Stack stack, OptimizerKind kind, int64_t numel) -> std::string {
+    at::Tensor p = at::zeros({numel}).set_requires_grad(true);
+    p.mutable_grad() = at::full_like(p, 0.5);
+    const CastPolicy& policy = cast_policy(stack);
+    AdamW opt({p}, kind, kernels::AdamWConfig(),
+              {policy.cpu_optimizer_32bit_error, policy.cpu_optimizer_8bit_error});
+    try {
+      opt.step();
+    } catch (const std::runtime_error& e) {
+      return e.what();
+    }
+    return "";
+  };
+  for (Stack old : {Stack::kBnb049, Stack::kBnb046}) {
+    EXPECT_EQ(first_error(old, OptimizerKind::kAdamW8bit, 8192)
+                  .rfind("All input tensors need to be on the same GPU", 0), 0u);
+    EXPECT_EQ(first_error(old, OptimizerKind::kAdamW8bit, 512)
+                  .rfind("'NoneType' object has no attribute 'shape'", 0), 0u);
+    EXPECT_EQ(first_error(old, OptimizerKind::kPagedAdamW8bit, 512)
+                  .rfind("'NoneType' object has no attribute 'shape'", 0), 0u);
+    EXPECT_EQ(first_error(old, OptimizerKind::kAdamWFp32, 8192)
+                  .rfind("'NoneType' object has no attribute 'shape'", 0), 0u);
+    EXPECT_EQ(first_error(old, OptimizerKind::kAdamWParamDtype, 8192), "");
+  }
+  EXPECT_EQ(first_error(Stack::kBnb044, OptimizerKind::kAdamWFp32, 512)
+                .rfind("name 'str2optimizer32bit' is not defined", 0), 0u);
+  EXPECT_EQ(first_error(Stack::kBnb044, OptimizerKind::kAdamW8bit, 8192)
+                .rfind("Torch not compiled with CUDA enabled", 0), 0u);
+  for (Stack current : {Stack::kCurrent, Stack::kPeft011, Stack::kPeft05}) {
+    for (OptimizerKind kind : kAllOptimizers) EXPECT_EQ(first_error(current, kind, 8192), "");
+  }
 }
 
 }  // namespace
