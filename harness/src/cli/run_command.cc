@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <filesystem>
 #include <cstdio>
@@ -341,6 +342,42 @@ int run_command(const RunOptions& o) {
   // ran": its timings then shared the machine.
   std::mutex running_mutex;
   std::map<const Case*, bool> running;
+  // Each case id trains at most once per run: most fixes are cases of the matrix, and a case's
+  // record is deterministic for its id and settings, so a fix check whose fixed case already ran
+  // here takes its record, and a case that an earlier case's fix check ran takes that one. A run in
+  // progress elsewhere is waited for (runs never wait, so this cannot deadlock). Never shared: a
+  // fault-injected run, or one whose ending was not the case's own (harness error, machine fault).
+  std::mutex observed_mutex;
+  std::condition_variable observed_changed;
+  std::map<std::string, Record> observed;
+  std::set<std::string> in_progress;
+  // The record of `c` if this run has one (after waiting for a run of it in progress), else
+  // nullopt and `c` is marked in progress: the caller runs it, then calls `ran`.
+  auto observed_or_claim = [&](const Case& c) -> std::optional<Record> {
+    std::unique_lock<std::mutex> lock(observed_mutex);
+    observed_changed.wait(lock, [&] { return !in_progress.count(c.id()); });
+    auto it = observed.find(c.id());
+    if (it != observed.end()) return it->second;
+    in_progress.insert(c.id());
+    return std::nullopt;
+  };
+  auto ran = [&](const Case& c, const Record& r, Fault fault) {
+    {
+      std::lock_guard<std::mutex> lock(observed_mutex);
+      in_progress.erase(c.id());
+      if (fault == Fault::kNone && r.outcome != Outcome::kHarnessError &&
+          r.outcome != Outcome::kMachineFault) {
+        observed.emplace(c.id(), r);
+      }
+    }
+    observed_changed.notify_all();
+  };
+  auto run_fix_check = [&](const Case& fixed) {
+    if (std::optional<Record> known = observed_or_claim(fixed)) return *known;
+    Record r = run_with(fixed, base);  // the fixed case runs without the fault: the fix is tested
+    ran(fixed, r, Fault::kNone);
+    return r;
+  };
   auto run_one = [&](const Case& c) {
     progress.started(c);
     {
@@ -350,12 +387,16 @@ int run_command(const RunOptions& o) {
     }
     WorkerOptions opts = base;
     opts.fault = fault_plan.for_case(c);
-    Record r = run_with(c, opts);
-    if (rules) {
-      // The fixed case runs without the fault: the fix is what is tested.
-      predict_and_verify_fix(*rules, facts.at(c.device), c, r,
-                             [&](const Case& fixed) { return run_with(fixed, base); });
+    Record r;
+    if (opts.fault != Fault::kNone) {
+      r = run_with(c, opts);  // a fault test: never shared, never taken from another run
+    } else if (std::optional<Record> known = observed_or_claim(c)) {
+      r = *known;
+    } else {
+      r = run_with(c, opts);
+      ran(c, r, opts.fault);
     }
+    if (rules) predict_and_verify_fix(*rules, facts.at(c.device), c, r, run_fix_check);
     r.jobs = par.jobs;
     r.threads = par.threads;
     std::lock_guard<std::mutex> lock(running_mutex);

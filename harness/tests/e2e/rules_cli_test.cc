@@ -1,6 +1,7 @@
 // Rules through the CLI: `check` (one case against its prediction, as ctest runs it), fix
 // verification, a mispredicting rule failing exactly the cases it covers, `explain`, and bad
 // rules files.
+#include <set>
 #include <string>
 
 #include "cli_support.h"
@@ -89,19 +90,22 @@ TEST_F(RulesCliTest, CheckPassesAsPredictedAndVerifiesTheFix) {
   EXPECT_NE(e.out.find("fix verified on this machine"), std::string::npos) << e.out;
 }
 
+// Four fp16 cases, two of them with fp16 AdamW states whose fix (fp32 states) is a case beside them.
+constexpr const char* kFp16StatesAndTheirFixes =
+    "matrix:\n"
+    "  device: [cpu]\n"
+    "  weights: [none, nf4]\n"
+    "  param_dtype: [fp16]\n"
+    "  compute_dtype: [fp32]\n"
+    "  optimizer: [adamw-param, adamw-fp32]\n";
+
 // Each failing case's fix (fp32 states, on LibTorch 2.x) is also a case of the matrix, so with two
 // jobs a fix check runs while the case of the same id runs beside it. Each used to remove the
 // folder both worked in ("worker exited with code 3 without a record", the fix "failed").
 // How many cases fail depends on the LibTorch (1.13 has no fp16 matmul on the CPU, so all four
 // fail there; on 2.x the two fp16-state cases do): every failing case with a fix gets its check.
 TEST_F(RulesCliTest, FixCheckBesideTheCaseOfTheSameIdKeepsItsOwnFolder) {
-  const fs::path m = matrix_with_shipped_rules(
-      "matrix:\n"
-      "  device: [cpu]\n"
-      "  weights: [none, nf4]\n"
-      "  param_dtype: [fp16]\n"
-      "  compute_dtype: [fp32]\n"
-      "  optimizer: [adamw-param, adamw-fp32]\n");
+  const fs::path m = matrix_with_shipped_rules(kFp16StatesAndTheirFixes);
   const fs::path out = dir_ / "out";
   Result r = run({"run", "--matrix", m.string(), "--out", out.string(), "--steps", "2", "--jobs",
                   "2"});
@@ -120,6 +124,29 @@ TEST_F(RulesCliTest, FixCheckBesideTheCaseOfTheSameIdKeepsItsOwnFolder) {
   }
   EXPECT_GE(fix_checks, 2) << r.out;
   EXPECT_EQ(fix_checks, failing_with_a_fix) << r.out;
+}
+
+// A case id trains once per run: a fix check whose fixed case is a case of the run takes that
+// case's record (or the case takes its fix check's), whichever ran first; with --keep-work every
+// training leaves its own folder, so the folders count the trainings.
+TEST_F(RulesCliTest, EachCaseIdTrainsOncePerRunFixChecksIncluded) {
+  const fs::path m = matrix_with_shipped_rules(kFp16StatesAndTheirFixes);
+  const fs::path out = dir_ / "out";
+  Result r = run({"run", "--matrix", m.string(), "--out", out.string(), "--steps", "2", "--jobs",
+                  "2", "--keep-work"});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  std::set<std::string> trained;
+  int fix_checks = 0;
+  for (const auto& rec : read_records(out / "records.jsonl")) {
+    trained.insert(rec.at("case").get<std::string>());
+    if (!rec.contains("fix_check")) continue;
+    ++fix_checks;
+    trained.insert(rec.at("fix_check").at("case").get<std::string>());
+  }
+  ASSERT_GE(fix_checks, 2) << r.out;
+  int folders = 0;
+  for (const auto& entry : fs::directory_iterator(out / "work")) folders += entry.is_directory();
+  EXPECT_EQ(folders, static_cast<int>(trained.size())) << r.out;
 }
 
 TEST_F(RulesCliTest, MispredictingRuleFailsExactlyTheCasesItCovers) {
