@@ -59,6 +59,33 @@ table.heat th.col { white-space: pre-line; text-align: center; vertical-align: b
 .note { color: #5b6475; font-size: 12px; }
 )CSS";
 
+// What both pages' scripts share (report.html, compatibility.html), written before each: the
+// colour of each outcome and a small DOM builder (text only through textContent).
+const char* const kHtmlJsCommon = R"JS(
+'use strict';
+const COLORS = {
+  ok: '#2e9e4f', skipped: '#aab0b8', dtype_mismatch: '#e8743b', unsupported_dtype: '#d64541',
+  unsupported_op: '#a93226', nan_loss: '#e0a100', no_learning: '#b7950b', oom: '#8e44ad',
+  cuda_error: '#b03a78', crash: '#6e2c00', timeout: '#2f5d8a', harness_error: '#17202a',
+  machine_fault: '#5d6d7e'
+};
+const color = (o) => COLORS[o] || '#7f8c8d';
+const num = (v) => (typeof v === 'number' ? v : NaN);  // records write NaN as "nan"
+const fmt = (v, digits) => (isFinite(num(v)) ? num(v).toFixed(digits) : String(v));
+
+function el(tag, props, children) {
+  const e = document.createElement(tag);
+  for (const k in props || {}) {
+    if (k === 'text') e.textContent = props[k];
+    else if (k === 'className') e.className = props[k];
+    else if (k.startsWith('on')) e.addEventListener(k.slice(2), props[k]);
+    else e.setAttribute(k, props[k]);
+  }
+  for (const c of children || []) if (c != null) e.append(c);
+  return e;
+}
+)JS";
+
 const char* const kReportHtmlJs = R"JS(
 (function () {
   'use strict';
@@ -67,32 +94,11 @@ const char* const kReportHtmlJs = R"JS(
   const cases = report.cases;
   const axisNames = data.axis_order;
   const app = document.getElementById('app');
-  const COLORS = {
-    ok: '#2e9e4f', skipped: '#aab0b8', dtype_mismatch: '#e8743b', unsupported_dtype: '#d64541',
-    unsupported_op: '#a93226', nan_loss: '#e0a100', no_learning: '#b7950b', oom: '#8e44ad',
-    cuda_error: '#b03a78', crash: '#6e2c00', timeout: '#2f5d8a', harness_error: '#17202a',
-    machine_fault: '#5d6d7e'
-  };
-  const color = (o) => COLORS[o] || '#7f8c8d';
-  const num = (v) => (typeof v === 'number' ? v : NaN);  // records write NaN as "nan"
-
-  function el(tag, props, children) {
-    const e = document.createElement(tag);
-    for (const k in props || {}) {
-      if (k === 'text') e.textContent = props[k];
-      else if (k === 'className') e.className = props[k];
-      else if (k.startsWith('on')) e.addEventListener(k.slice(2), props[k]);
-      else e.setAttribute(k, props[k]);
-    }
-    for (const c of children || []) if (c != null) e.append(c);
-    return e;
-  }
   const svgEl = (tag, attrs) => {
     const e = document.createElementNS('http://www.w3.org/2000/svg', tag);
     for (const k in attrs) e.setAttribute(k, attrs[k]);
     return e;
   };
-  const fmt = (v, digits) => (isFinite(num(v)) ? num(v).toFixed(digits) : String(v));
 
   // An axis value as people name it: the weights with "+dq" when double quantization is on.
   function axisValue(c, name) {

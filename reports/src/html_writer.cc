@@ -33,7 +33,7 @@ class HtmlWriter : public Writer {
     out << ",\n\"report\": ";
     write_report_document(run, out, /*escape_lt=*/true);
     out << "}";
-    out << "</script>\n<script>" << kReportHtmlJs << "</script>\n</body>\n</html>\n";
+    out << "</script>\n<script>" << kHtmlJsCommon << kReportHtmlJs << "</script>\n</body>\n</html>\n";
   }
 };
 

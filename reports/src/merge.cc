@@ -175,6 +175,69 @@ std::vector<MergedEnvironment> merge_runs(const std::vector<RunData>& runs) {
   return merged;
 }
 
+MergedTable merged_table(const std::vector<MergedEnvironment>& merged) {
+  MergedTable t;
+  for (const auto& env : merged) {
+    const nlohmann::json& e = env.environment;
+    EnvironmentSummary s;
+    s.label = env.key.label;
+    s.cpu = fact(e, {"facts", "cpu", "model"});
+    s.gpu = "none";
+    if (env.key.fields.value("device", "") == "cuda") {
+      s.gpu = fact(env.key.fields, {"gpu"}) + ", compute capability " +
+              fact(env.key.fields, {"compute_capability"}) + ", CUDA " +
+              fact(env.key.fields, {"cuda_runtime"}) + ", driver " +
+              fact(e, {"facts", "cuda", "driver_version"});
+    }
+    s.libtorch = fact(e, {"facts", "libtorch", "version"});
+    s.os = fact(e, {"facts", "os", "name"});
+    for (const auto& r : env.revisions) s.revisions += (s.revisions.empty() ? "" : ", ") + r;
+    s.cases = env.records.size();
+    s.runs = std::to_string(env.sources.size()) +
+             (env.replaced.empty() ? ""
+                                   : " (" + std::to_string(env.replaced.size()) +
+                                         " cases in several: the later run's record)");
+    t.environments.push_back(s);
+  }
+  // Rows: every case of any environment, in the matrix's order.
+  std::map<std::string, std::vector<const Record*>> cells;
+  for (size_t i = 0; i < merged.size(); ++i) {
+    for (const Record& r : merged[i].records) {
+      const std::string id = case_key(r.case_id);
+      auto& cell = cells[id];
+      if (cell.empty()) {
+        t.rows.push_back(id);
+        cell.assign(merged.size(), nullptr);
+      }
+      cell[i] = &r;
+    }
+  }
+  std::map<std::string, std::vector<size_t>> order;
+  for (const auto& id : t.rows) {
+    for (const Record* r : cells[id]) {
+      if (r) order[id] = matrix_order(r->case_id);
+    }
+  }
+  std::stable_sort(t.rows.begin(), t.rows.end(), [&](const std::string& a, const std::string& b) {
+    return order[a] != order[b] ? order[a] < order[b] : a < b;
+  });
+  const std::vector<std::string> axes = row_axes(merged, &t.constant);
+  for (const auto& a : axes) t.axes.push_back(short_name(a));
+  for (const auto& id : t.rows) {
+    const auto& cell = cells[id];
+    const Record* any = *std::find_if(cell.begin(), cell.end(), [](const Record* r) { return r; });
+    const auto case_axes = axes_of(any->case_id);
+    std::vector<std::string> values;
+    for (const auto& a : axes) values.push_back(axis_value(case_axes, a));
+    std::set<std::string> outcomes;
+    for (const Record* r : cell) outcomes.insert(r ? harness::to_string(r->outcome) : "-");
+    t.values.push_back(std::move(values));
+    t.cells.push_back(cell);
+    t.differs.push_back(outcomes.size() > 1);
+  }
+  return t;
+}
+
 void write_merged_markdown(const std::vector<MergedEnvironment>& merged, std::ostream& out) {
   out << "# QLoRA compatibility\n\n"
          "Which QLoRA precision settings train, per device and LibTorch build: each case is a few "
@@ -184,28 +247,14 @@ void write_merged_markdown(const std::vector<MergedEnvironment>& merged, std::os
     out << "No run has a record yet.\n";
     return;
   }
+  const MergedTable t = merged_table(merged);
   out << "## Environments\n\n"
          "| environment | CPU | GPU | LibTorch | OS | git revision | cases | runs merged |\n"
          "|---|---|---|---|---|---|---|---|\n";
-  for (const auto& env : merged) {
-    const nlohmann::json& e = env.environment;
-    std::string gpu = "none";
-    if (env.key.fields.value("device", "") == "cuda") {
-      gpu = fact(env.key.fields, {"gpu"}) + ", compute capability " +
-            fact(env.key.fields, {"compute_capability"}) + ", CUDA " +
-            fact(env.key.fields, {"cuda_runtime"}) + ", driver " +
-            fact(e, {"facts", "cuda", "driver_version"});
-    }
-    std::string revisions;
-    for (const auto& r : env.revisions) revisions += (revisions.empty() ? "" : ", ") + r;
-    out << "| " << cell_text(env.key.label) << " | " << cell_text(fact(e, {"facts", "cpu", "model"}))
-        << " | " << cell_text(gpu) << " | " << cell_text(fact(e, {"facts", "libtorch", "version"}))
-        << " | " << cell_text(fact(e, {"facts", "os", "name"})) << " | " << cell_text(revisions)
-        << " | " << env.records.size() << " | " << env.sources.size()
-        << (env.replaced.empty() ? ""
-                                 : " (" + std::to_string(env.replaced.size()) +
-                                       " cases in several: the later run's record)")
-        << " |\n";
+  for (const auto& s : t.environments) {
+    out << "| " << cell_text(s.label) << " | " << cell_text(s.cpu) << " | " << cell_text(s.gpu)
+        << " | " << cell_text(s.libtorch) << " | " << cell_text(s.os) << " | "
+        << cell_text(s.revisions) << " | " << s.cases << " | " << s.runs << " |\n";
   }
   out << "\n";
 
@@ -236,45 +285,18 @@ void write_merged_markdown(const std::vector<MergedEnvironment>& merged, std::os
   }
   out << "\n";
 
-  // Rows: every case of any environment, in order of first appearance.
-  std::vector<std::string> rows;
-  std::map<std::string, std::vector<const Record*>> cells;  // row -> one record per environment
-  for (size_t i = 0; i < merged.size(); ++i) {
-    for (const Record& r : merged[i].records) {
-      const std::string id = case_key(r.case_id);
-      auto& cell = cells[id];
-      if (cell.empty()) {
-        rows.push_back(id);
-        cell.assign(merged.size(), nullptr);
-      }
-      cell[i] = &r;
-    }
-  }
-  std::map<std::string, std::vector<size_t>> order;
-  for (const auto& id : rows) {
-    for (const Record* r : cells[id]) {
-      if (r) order[id] = matrix_order(r->case_id);
-    }
-  }
-  std::stable_sort(rows.begin(), rows.end(), [&](const std::string& a, const std::string& b) {
-    return order[a] != order[b] ? order[a] < order[b] : a < b;
-  });
-  std::vector<std::string> constant;
-  const std::vector<std::string> axes = row_axes(merged, &constant);
-  auto write_table = [&](const std::vector<std::string>& which) {
+  auto write_table = [&](bool only_differing) {
     out << "|";
-    for (const auto& a : axes) out << " " << cell_text(short_name(a)) << " |";
+    for (const auto& a : t.axes) out << " " << cell_text(a) << " |";
     for (const auto& env : merged) out << " " << cell_text(env.key.label) << " | step ms |";
     out << "\n|";
-    for (size_t i = 0; i < axes.size() + 2 * merged.size(); ++i) out << "---|";
+    for (size_t i = 0; i < t.axes.size() + 2 * merged.size(); ++i) out << "---|";
     out << "\n";
-    for (const auto& id : which) {
-      const auto& cell = cells[id];
-      const Record* any = *std::find_if(cell.begin(), cell.end(), [](const Record* r) { return r; });
-      const auto case_axes = axes_of(any->case_id);
+    for (size_t row = 0; row < t.rows.size(); ++row) {
+      if (only_differing && !t.differs[row]) continue;
       out << "|";
-      for (const auto& a : axes) out << " " << cell_text(axis_value(case_axes, a)) << " |";
-      for (const Record* r : cell) {
+      for (const auto& v : t.values[row]) out << " " << cell_text(v) << " |";
+      for (const Record* r : t.cells[row]) {
         if (!r) {
           out << " — |  |";
         } else {
@@ -291,25 +313,20 @@ void write_merged_markdown(const std::vector<MergedEnvironment>& merged, std::os
       "(the run's report.md says why and how to fix it) · ⏭️ skipped · ❗ not what the rules "
       "predicted · — not run in that environment.";
   std::string every;
-  for (const auto& c : constant) every += (every.empty() ? "" : ", ") + c;
+  for (const auto& c : t.constant) every += (every.empty() ? "" : ", ") + c;
   if (merged.size() > 1) {
-    std::vector<std::string> differing;
-    for (const auto& id : rows) {
-      std::set<std::string> outcomes;
-      for (const Record* r : cells[id]) outcomes.insert(r ? harness::to_string(r->outcome) : "-");
-      if (outcomes.size() > 1) differing.push_back(id);
-    }
+    const size_t differing = static_cast<size_t>(std::count(t.differs.begin(), t.differs.end(), true));
     out << "## Where the environments differ\n\n";
-    if (differing.empty()) {
+    if (differing == 0) {
       out << "Every case has the same outcome in every environment.\n\n";
     } else {
-      out << differing.size() << " of " << rows.size() << " cases differ in outcome.\n\n";
-      write_table(differing);
+      out << differing << " of " << t.rows.size() << " cases differ in outcome.\n\n";
+      write_table(true);
     }
   }
-  out << "## All cases\n\n" << rows.size() << " cases"
+  out << "## All cases\n\n" << t.rows.size() << " cases"
       << (every.empty() ? "" : "; every one has " + cell_text(every)) << ".\n\n";
-  write_table(rows);
+  write_table(false);
   out << legend << "\n";
   write_causes(merged, out);
 }
@@ -320,6 +337,9 @@ std::vector<std::string> write_merge(const std::vector<MergedEnvironment>& merge
   const std::string page = (fs::path(out_dir) / "compatibility.md").string();
   write_file_atomically(page, [&](std::ostream& out) { write_merged_markdown(merged, out); });
   written.push_back(page);
+  const std::string html = (fs::path(out_dir) / "compatibility.html").string();
+  write_file_atomically(html, [&](std::ostream& out) { write_merged_html(merged, out); });
+  written.push_back(html);
   // Each column as a run folder, the harness's own format (compact: one JSON line per case).
   for (const auto& env : merged) {
     const fs::path dir = fs::path(out_dir) / "runs" / env.key.slug;

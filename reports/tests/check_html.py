@@ -14,6 +14,8 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
+from watched_page import open_watched
+
 
 def read_records(path):
     lines = path.read_text(encoding="utf-8").split("\n")
@@ -29,16 +31,7 @@ def read_records(path):
 
 def check(browser, run_dir):
     records = read_records(run_dir / "records.jsonl")
-    page = browser.new_page(viewport={"width": 1400, "height": 900})
-    problems = []
-    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
-            if m.type in ("error", "warning") else None)
-    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
-    url = (run_dir / "report.html").resolve().as_uri()
-    page.on("request", lambda r: problems.append(f"request: {r.url}") if r.url != url else None)
-    page.goto(url)
-    page.wait_for_selector("header h1")
+    page, problems = open_watched(browser, run_dir / "report.html", {"width": 1400, "height": 900})
     cells = page.locator("button.case")
     assert cells.count() == len(records), (run_dir.name, cells.count(), len(records))
     for i, r in enumerate(records[:40]):

@@ -1,6 +1,6 @@
-// docs/compatibility.md is what `qlora-compat merge docs/runs --out docs` writes from the runs kept
-// in docs/runs/ (README, "Reports"): regenerated here and compared byte for byte, so the page never
-// goes stale. The run folders must be merge's own output too (named by environment), so that the
+// docs/compatibility.md and docs/compatibility.html are what `qlora-compat merge docs/runs --out
+// docs` writes from the runs kept in docs/runs/ (README, "Reports"): regenerated here and compared
+// byte for byte, so the pages never go stale. The run folders must be merge's own output too (named by environment), so that the
 // command rewrites them unchanged instead of adding copies.
 #include <unistd.h>
 

@@ -171,7 +171,7 @@ TEST_F(MergeDiffTest, MergeOutputReadsBackAsTheSameTable) {
   const auto merged = merge_runs(load_all_inputs({a.string(), c.string()}));
   const fs::path out = dir_ / "out";
   const auto written = write_merge(merged, out.string());
-  ASSERT_EQ(written.size(), 5u);  // compatibility.md + a run folder (2 files) per environment
+  ASSERT_EQ(written.size(), 6u);  // compatibility.md and .html + a run folder (2 files) per environment
   for (const auto& e : fs::recursive_directory_iterator(out)) {
     EXPECT_EQ(e.path().string().find(".tmp"), std::string::npos) << e.path();
   }
@@ -179,6 +179,53 @@ TEST_F(MergeDiffTest, MergeOutputReadsBackAsTheSameTable) {
   const auto again = merge_runs(load_all_inputs({out.string()}));
   ASSERT_EQ(again.size(), 2u);
   EXPECT_EQ(markdown(again), markdown(merged));
+}
+
+// compatibility.html carries the same table as data: one row per case, one cell per environment
+// (null where the case did not run there), each with the record's outcome and exact message; no
+// message can end its script element, and nothing outside the file is referenced.
+TEST_F(MergeDiffTest, MergedHtmlIsSelfContainedWithOneCellPerCaseAndEnvironment) {
+  nlohmann::json y = record("cpu/" + kY, "unsupported_dtype");
+  const std::string message = "</script><b>\"quoted\" & 'x'\ttab\nline two ü ✓";
+  y["message"] = message;
+  const fs::path a = run("a", environment("2.13.0", "aaa"), {record("cpu/" + kX, "ok"), y});
+  const fs::path c = run("c", environment("1.13.1", "aaa"), {record("cpu/" + kX, "ok", 30, 33)});
+  const auto merged = merge_runs(load_all_inputs({a.string(), c.string()}));
+  std::ostringstream out;
+  write_merged_html(merged, out);
+  const std::string page = out.str();
+  size_t closes = 0;
+  for (size_t at = page.find("</script"); at != std::string::npos; at = page.find("</script", at + 1)) {
+    ++closes;
+  }
+  EXPECT_EQ(closes, 2u);  // the data's and the code's own
+  EXPECT_EQ(page.find("<b>"), std::string::npos);
+  EXPECT_EQ(page.find("http://"), std::string::npos);
+  EXPECT_EQ(page.find("https://"), std::string::npos);
+  EXPECT_NE(page.find("default-src 'none'"), std::string::npos);
+
+  const std::string open = "<script id=\"merged-data\" type=\"application/json\">";
+  const size_t begin = page.find(open);
+  ASSERT_NE(begin, std::string::npos);
+  const size_t end = page.find("</script>", begin);
+  const auto data = nlohmann::json::parse(page.substr(begin + open.size(), end - begin - open.size()));
+  ASSERT_EQ(data.at("environments").size(), 2u);
+  EXPECT_EQ(data["environments"][0]["label"], "CPU Test CPU · LibTorch 1.13.1");
+  const auto& rows = data.at("rows");
+  ASSERT_EQ(rows.size(), 2u);  // X then Y (fp32 before fp16)
+  EXPECT_EQ(rows[0]["key"], kX);
+  EXPECT_EQ(rows[0]["cells"][0]["step_ms"], 30.0);
+  EXPECT_EQ(rows[0]["cells"][1]["outcome"], "ok");
+  EXPECT_FALSE(rows[0]["differs"].get<bool>());
+  EXPECT_EQ(rows[1]["key"], kY);
+  EXPECT_TRUE(rows[1]["cells"][0].is_null());  // not run with LibTorch 1.13.1
+  EXPECT_EQ(rows[1]["cells"][1]["outcome"], "unsupported_dtype");
+  EXPECT_EQ(rows[1]["cells"][1]["message"], message);
+  EXPECT_TRUE(rows[1]["differs"].get<bool>());
+  std::ostringstream again;
+  write_merged_html(merged, again);
+  EXPECT_EQ(page, again.str());  // deterministic, like the Markdown
+  EXPECT_EQ(page.find(dir_.string()), std::string::npos);
 }
 
 TEST_F(MergeDiffTest, BadInputsNameTheFileAndWhatWasExpected) {

@@ -62,14 +62,38 @@ struct MergedEnvironment {
 // inputs' order changes which record wins, never the page's layout). ReportError for a run without an environment (it cannot be placed in a column).
 std::vector<MergedEnvironment> merge_runs(const std::vector<RunData>& runs);
 
+// What both merged pages show, computed once: an environment's facts, and the table with one row
+// per case (matrix order) and one cell per environment.
+struct EnvironmentSummary {
+  std::string label, cpu, gpu, libtorch, os;
+  std::string revisions;  // the merged runs' git revisions, comma-separated
+  size_t cases = 0;
+  std::string runs;       // "2 (3 cases in several: the later run's record)"
+};
+struct MergedTable {
+  std::vector<EnvironmentSummary> environments;
+  std::vector<std::string> axes;      // the axis columns: axes whose value varies (short names)
+  std::vector<std::string> constant;  // "axis=value" that every case shares
+  std::vector<std::string> rows;      // case keys, in the matrix's order
+  std::vector<std::vector<std::string>> values;             // per row, one value per axis column
+  std::vector<std::vector<const harness::Record*>> cells;   // per row, per environment (or null)
+  std::vector<bool> differs;  // per row: its outcome is not the same in every environment
+};
+MergedTable merged_table(const std::vector<MergedEnvironment>& merged);
+
 // The docs page: the environments, where their outcomes differ, and the whole table (one row per
 // case, one column group per environment: outcome and median step time). Deterministic (no
 // dates, no paths), so that the checked-in docs/compatibility.md can be compared byte for byte.
 void write_merged_markdown(const std::vector<MergedEnvironment>& merged, std::ostream& out);
 
-// OUT/compatibility.md and, per environment, the merged column as a run folder,
-// OUT/runs/<slug>/records.jsonl + environment.json (that of its latest run): the input of a later
-// merge, diff or report. Each file atomically. Returns the paths written.
+// The same table as one self-contained page (data and script inline, no network): cells coloured
+// by outcome, filters by axis and "where the environments differ", a cell's details on click.
+// Deterministic like the Markdown.
+void write_merged_html(const std::vector<MergedEnvironment>& merged, std::ostream& out);
+
+// OUT/compatibility.md, OUT/compatibility.html and, per environment, the merged column as a run
+// folder, OUT/runs/<slug>/records.jsonl + environment.json (that of its latest run): the input of a
+// later merge, diff or report. Each file atomically. Returns the paths written.
 std::vector<std::string> write_merge(const std::vector<MergedEnvironment>& merged,
                                      const std::string& out_dir);
 
