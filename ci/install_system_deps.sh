@@ -13,6 +13,7 @@ packages=(
   libtorch-dev                      # LibTorch 1.13 (CPU): the second LibTorch the tests run against
   bazel-bootstrap bazel-rules-java  # the alternate build (offline, see WORKSPACE)
   slurm-wlm munge                   # ci/slurm/ tested on a single-node Slurm on loopback
+  clang libclang-rt-14-dev          # fuzz/: libFuzzer targets and the ASan + UBSan core tests
 )
 
 missing=()

@@ -8,8 +8,8 @@
 #     ci/setup_cuda_venv.sh): all GPU code compiled and linked; without a GPU, a small set runs.
 #  4. Bazel, offline: bazel test //... (the alternate build).
 # After 1: ci/nightly_local.sh (the nightly workflow's shards, merge and diff, on the CPU),
-# ci/lint_workflows.sh (actionlint + the GitHub workflow schema) and ci/slurm/ on a single-node
-# Slurm (ci/tests/slurm_single_node.sh).
+# ci/lint_workflows.sh (actionlint + the GitHub workflow schema), ci/slurm/ on a single-node
+# Slurm (ci/tests/slurm_single_node.sh), and ci/fuzz.sh 60 (fuzzing, sanitized core tests).
 # Exits non-zero on the first failure.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$QLC_ROOT"
@@ -33,6 +33,11 @@ if [ "$slurm_rc" -eq 77 ]; then
 elif [ "$slurm_rc" -ne 0 ]; then
   exit "$slurm_rc"
 fi
+
+# The parsers fuzzed (fuzz/: safetensors, matrix, rules, records) for a fixed budget each, after
+# their corpora and regression inputs are replayed, and the core unit tests under ASan + UBSan.
+qlc_log "[1/4] fuzzing (60 s per target) and the sanitized core tests"
+"$QLC_ROOT/ci/fuzz.sh" 60
 
 qlc_log "[2/4] build and test against Debian's LibTorch 1.13"
 "$QLC_ROOT/ci/build.sh" "$QLC_ROOT/build-debian-torch" -DQLC_USE_SYSTEM_TORCH=ON \

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "yaml_guard.h"
+
 namespace qlc::harness::yaml_support {
 
 // Where to point for a value: yaml-cpp places an empty value at the next token, possibly lines
@@ -39,6 +41,14 @@ template <typename Fail>
 YAML::Node load_root_mapping(const std::string& text, const std::string& kind,
                              const std::string& key, Fail&& fail) {
   YAML::Node root;
+  if (const auto at = find_block_flow_entry(text)) {
+    YAML::Mark mark;
+    mark.line = at->line;
+    mark.column = at->column;
+    fail(mark, "',' where a value starts (the YAML reader would never finish on some of these: "
+               "inside [ ] or { }, put the ',' at the end of the line before; elsewhere YAML does "
+               "not allow it: quote the value, or remove the ',')");
+  }
   try {
     // Every document is read so that a second one is an error, not silently ignored.
     const std::vector<YAML::Node> documents = YAML::LoadAll(text);

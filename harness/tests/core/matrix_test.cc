@@ -6,6 +6,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "qlc/harness/matrix.h"
@@ -235,6 +236,41 @@ TEST(MatrixErrors, SecondYamlDocumentIsAnError) {
   const std::string e = error_of("matrix:\n  weights: [nf4]\n---\nmatrix:\n  weights: [fp4]\n");
   EXPECT_NE(e.find("second YAML document"), std::string::npos) << e;
   EXPECT_EQ(e.rfind("x.yaml:", 0), 0u) << e;
+}
+
+// Found by fuzzing (fuzz/regressions/matrix/): yaml-cpp 0.7 never returns, allocating without
+// end, on a ',' where a top-level node starts. Each of these used to hang the parser; now each is
+// one error at the ','. The commas YAML allows (in [ ] and { }, inside scalars, quoted, in block
+// scalars and comments) still parse.
+TEST(MatrixErrors, CommaWhereANodeStartsIsAnErrorNotAHang) {
+  const std::pair<const char*, const char*> refused[] = {
+      {", a", "x.yaml:1:1:"},
+      {"# a comment\n, a", "x.yaml:2:1:"},
+      {"---\n, a", "x.yaml:2:1:"},
+      {"--- , a", "x.yaml:1:5:"},
+      {"!tag , a", "x.yaml:1:6:"},
+      {"&anchor , a", "x.yaml:1:9:"},
+      {"!tag,a", "x.yaml:1:5:"},
+      {"&a,b", "x.yaml:1:3:"},
+      {"- a\n, b", "x.yaml:2:1:"},
+      {"matrix:\n  weights: [nf4]\n, x\n", "x.yaml:3:1:"},
+      {"matrix:\n  include:\n    - {weights: nf4\n, param_dtype: fp32}\n", "x.yaml:4:1:"},
+  };
+  for (const auto& [yaml, where] : refused) {
+    const std::string e = error_of(yaml);
+    EXPECT_EQ(e.rfind(where, 0), 0u) << yaml << "\n" << e;
+    EXPECT_NE(e.find("',' where a value starts"), std::string::npos) << e;
+  }
+  const std::string fine =
+      "# a comment, with commas, , ,\n"
+      "matrix:\n"
+      "  weights: [nf4, fp4]\n"
+      "  include:\n"
+      "    - {weights: int8, param_dtype: fp32}\n"
+      "settings: {steps: 2,\n"
+      "  seed: 7}\n";
+  EXPECT_EQ(error_of(fine), "");
+  EXPECT_EQ(expand(fine).size(), 3u);
 }
 
 TEST(MatrixExpansion, DevicesAndSettingsAreRead) {

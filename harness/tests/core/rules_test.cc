@@ -128,6 +128,17 @@ TEST(RulesParse, ValidFileGivesIdsLinesConditionsAndFix) {
   EXPECT_EQ(last.predict, Outcome::kOk);
 }
 
+// The rules parser reads YAML as the matrix parser does: a ',' where a top-level node starts is
+// an error at its position (yaml-cpp 0.7 would never return), and ',' in block scalars is text.
+TEST(RulesParse, CommaWhereANodeStartsIsAnErrorNotAHang) {
+  const std::string e = error_of("# rules\n, a\n");
+  EXPECT_EQ(e.rfind("r.yaml:2", 0), 0u) << e;
+  EXPECT_NE(e.find("',' where a value starts"), std::string::npos) << e;
+  const std::string block = error_of("rules:\n  - id: x\n    when: {}\n    predict: ok\n    why: >-\n"
+                                     "      , a\n      , b\n");
+  EXPECT_EQ(block.find("',' where"), std::string::npos) << block;
+}
+
 TEST(RulesParse, IdMayFollowOtherKeys) {
   const Rules rules = parse_rules(
       "rules:\n  - when: {}\n    predict: ok\n    why: w\n    detect: d\n    source: s\n"
