@@ -11,11 +11,30 @@ bool blank(char c) { return c == ' ' || c == '\t' || c == '\r'; }
 
 }  // namespace
 
+std::optional<TextPosition> find_control_character(const std::string& text) {
+  TextPosition at;
+  for (const char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f) return at;
+    if (c == '\n') {
+      ++at.line;
+      at.column = 0;
+    } else {
+      ++at.column;
+    }
+  }
+  return std::nullopt;
+}
+
 std::optional<TextPosition> find_block_flow_entry(const std::string& text) {
   int flow_depth = 0;
   char quote = 0;                // the quote of a quoted scalar open across lines, else 0
   int block_scalar_parent = -1;  // the indentation a block scalar's content must exceed
   int line_no = 0;
+  // Just after a quoted scalar closed outside [ ] / { }, or after a tag or anchor there: where the
+  // reader also loops on a ',' ("'a'&b,c").
+  bool after_quoted = false;
+  bool after_props = false;
   for (size_t start = 0; start <= text.size(); ++line_no) {
     size_t end = text.find('\n', start);
     if (end == std::string::npos) end = text.size();
@@ -34,12 +53,12 @@ std::optional<TextPosition> find_block_flow_entry(const std::string& text) {
       const char c = line[i];
       if (quote == '"') {
         if (c == '\\') ++i;
-        else if (c == '"') quote = 0;
+        else if (c == '"') quote = 0, after_quoted = flow_depth == 0;
         continue;
       }
       if (quote == '\'') {
         if (c == '\'' && i + 1 < line.size() && line[i + 1] == '\'') ++i;
-        else if (c == '\'') quote = 0;
+        else if (c == '\'') quote = 0, after_quoted = flow_depth == 0;
         continue;
       }
       if (blank(c)) continue;
@@ -54,7 +73,7 @@ std::optional<TextPosition> find_block_flow_entry(const std::string& text) {
       // The loop needs a ',' where a line's node starts (elsewhere yaml-cpp reports an error); in
       // a flow collection too, when the line is indented less than where it opened. A line may
       // not begin with ',' at all, then: the simple rule, and the one the message can state.
-      if (node_start && c == ',') {
+      if (c == ',' && (node_start || (flow_depth == 0 && (after_quoted || after_props)))) {
         return TextPosition{line_no, static_cast<int>(i)};
       }
       if (node_start && (c == '-' || c == '?' || c == ':') && token_end) continue;
@@ -63,7 +82,7 @@ std::optional<TextPosition> find_block_flow_entry(const std::string& text) {
         i += 2;
         continue;
       }
-      if (at_node && (c == '!' || c == '&')) {  // a tag or an anchor: the node comes after it
+      if ((at_node || after_quoted) && (c == '!' || c == '&')) {  // a tag or an anchor
         // The reader ends the token at a flow indicator too ("!a,b" is "!a" then ','), except
         // inside a verbatim tag's < >.
         const bool verbatim = c == '!' && i + 1 < line.size() && line[i + 1] == '<';
@@ -71,6 +90,7 @@ std::optional<TextPosition> find_block_flow_entry(const std::string& text) {
                (verbatim || std::string(",[]{}").find(line[i + 1]) == std::string::npos)) {
           ++i;
         }
+        after_props = flow_depth == 0;
         continue;
       }
       if (at_node && (c == '"' || c == '\'')) {
@@ -83,7 +103,7 @@ std::optional<TextPosition> find_block_flow_entry(const std::string& text) {
         block_scalar_parent = indent;
         break;  // the rest of the line is the scalar's header
       }
-      node_start = false;
+      node_start = after_quoted = after_props = false;
       previous = c;
     }
   }

@@ -17,6 +17,10 @@ struct TextPosition {
   int column = 0;  // from 0
 };
 
+// The first control character YAML does not allow in a stream (C0 but tab, LF and CR; DEL):
+// yaml-cpp 0.7 loops on some of them too (a NUL before a ','). nullopt when there is none.
+std::optional<TextPosition> find_control_character(const std::string& text);
+
 // The first ',' where a line's node starts (at its start, or after "-", "?", ":", "---", a tag or
 // an anchor), skipping comments, quoted scalars and block scalars (| and >); nullopt when none.
 std::optional<TextPosition> find_block_flow_entry(const std::string& text);

@@ -41,6 +41,12 @@ template <typename Fail>
 YAML::Node load_root_mapping(const std::string& text, const std::string& kind,
                              const std::string& key, Fail&& fail) {
   YAML::Node root;
+  if (const auto at = find_control_character(text)) {
+    YAML::Mark mark;
+    mark.line = at->line;
+    mark.column = at->column;
+    fail(mark, "a control character (YAML files hold printable text, tabs and line breaks only)");
+  }
   if (const auto at = find_block_flow_entry(text)) {
     YAML::Mark mark;
     mark.line = at->line;

@@ -252,6 +252,8 @@ TEST(MatrixErrors, CommaWhereANodeStartsIsAnErrorNotAHang) {
       {"&anchor , a", "x.yaml:1:9:"},
       {"!tag,a", "x.yaml:1:5:"},
       {"&a,b", "x.yaml:1:3:"},
+      {"'a'&b,c", "x.yaml:1:6:"},
+      {"\"a\" !t,c", "x.yaml:1:7:"},
       {"- a\n, b", "x.yaml:2:1:"},
       {"matrix:\n  weights: [nf4]\n, x\n", "x.yaml:3:1:"},
       {"matrix:\n  include:\n    - {weights: nf4\n, param_dtype: fp32}\n", "x.yaml:4:1:"},
@@ -261,6 +263,8 @@ TEST(MatrixErrors, CommaWhereANodeStartsIsAnErrorNotAHang) {
     EXPECT_EQ(e.rfind(where, 0), 0u) << yaml << "\n" << e;
     EXPECT_NE(e.find("',' where a value starts"), std::string::npos) << e;
   }
+  const std::string nul = error_of(std::string("matrix:\n  x\0,", 13));
+  EXPECT_EQ(nul.rfind("x.yaml:2:4: a control character", 0), 0u) << nul;
   const std::string fine =
       "# a comment, with commas, , ,\n"
       "matrix:\n"
