@@ -1,6 +1,11 @@
 #include "yaml_guard.h"
 
+#include <yaml-cpp/eventhandler.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
 #include <cstddef>
+#include <sstream>
 #include <string>
 
 namespace qlc::harness::yaml_support {
@@ -9,7 +14,57 @@ namespace {
 
 bool blank(char c) { return c == ' ' || c == '\t' || c == '\r'; }
 
+struct OutOfEvents {};
+
+// Counts the parser's events, remembering the last position, and stops the parse past a budget.
+class EventBudget : public YAML::EventHandler {
+ public:
+  explicit EventBudget(size_t budget) : left_(budget) {}
+  void OnDocumentStart(const YAML::Mark& m) override { tick(m); }
+  void OnDocumentEnd() override { tick(last_); }
+  void OnNull(const YAML::Mark& m, YAML::anchor_t) override { tick(m); }
+  void OnAlias(const YAML::Mark& m, YAML::anchor_t) override { tick(m); }
+  void OnScalar(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    tick(m);
+  }
+  void OnSequenceStart(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    tick(m);
+  }
+  void OnSequenceEnd() override { tick(last_); }
+  void OnMapStart(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    tick(m);
+  }
+  void OnMapEnd() override { tick(last_); }
+  const YAML::Mark& last() const { return last_; }
+
+ private:
+  void tick(const YAML::Mark& m) {
+    last_ = m;
+    if (left_-- == 0) throw OutOfEvents();
+  }
+  size_t left_;
+  YAML::Mark last_;
+};
+
 }  // namespace
+
+bool yaml_reader_finishes(const std::string& text, TextPosition* where) {
+  std::istringstream in(text);
+  EventBudget budget(4 * text.size() + 64);
+  try {
+    YAML::Parser parser(in);
+    while (parser.HandleNextDocument(budget)) {
+    }
+  } catch (const OutOfEvents&) {
+    if (where) *where = TextPosition{std::max(0, budget.last().line), std::max(0, budget.last().column)};
+    return false;
+  } catch (const YAML::Exception&) {
+  }
+  return true;
+}
 
 std::optional<TextPosition> find_control_character(const std::string& text) {
   TextPosition at;

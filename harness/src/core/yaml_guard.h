@@ -25,4 +25,11 @@ std::optional<TextPosition> find_control_character(const std::string& text);
 // an anchor), skipping comments, quoted scalars and block scalars (| and >); nullopt when none.
 std::optional<TextPosition> find_block_flow_entry(const std::string& text);
 
+// Whether yaml-cpp's parser comes to the end of `text`: it is run once over the text with an
+// event handler that builds nothing and stops it after more events than any YAML of this size can
+// have (4 per byte, plus 64). This catches every way of making yaml-cpp 0.7 loop (each loop emits
+// events without end), including those the checks above do not name; `where` is the position of
+// the last event before the stop. A syntax error counts as finishing: the real read reports it.
+bool yaml_reader_finishes(const std::string& text, TextPosition* where);
+
 }  // namespace qlc::harness::yaml_support

@@ -55,6 +55,14 @@ YAML::Node load_root_mapping(const std::string& text, const std::string& kind,
                "inside [ ] or { }, put the ',' at the end of the line before; elsewhere YAML does "
                "not allow it: quote the value, or remove the ',')");
   }
+  TextPosition stuck;
+  if (!yaml_reader_finishes(text, &stuck)) {
+    YAML::Mark mark;
+    mark.line = stuck.line;
+    mark.column = stuck.column;
+    fail(mark, "the YAML reader (yaml-cpp 0.7) never finishes on this text, a fault of it on "
+               "some malformed YAML: check the syntax here");
+  }
   try {
     // Every document is read so that a second one is an error, not silently ignored.
     const std::vector<YAML::Node> documents = YAML::LoadAll(text);
