@@ -361,12 +361,12 @@ int run_command(const RunOptions& o) {
     in_progress.insert(c.id());
     return std::nullopt;
   };
-  auto ran = [&](const Case& c, const Record& r, Fault fault) {
+  // Only runs without an injected fault come here (fault tests neither share nor take records).
+  auto ran = [&](const Case& c, const Record& r) {
     {
       std::lock_guard<std::mutex> lock(observed_mutex);
       in_progress.erase(c.id());
-      if (fault == Fault::kNone && r.outcome != Outcome::kHarnessError &&
-          r.outcome != Outcome::kMachineFault) {
+      if (r.outcome != Outcome::kHarnessError && r.outcome != Outcome::kMachineFault) {
         observed.emplace(c.id(), r);
       }
     }
@@ -375,7 +375,7 @@ int run_command(const RunOptions& o) {
   auto run_fix_check = [&](const Case& fixed) {
     if (std::optional<Record> known = observed_or_claim(fixed)) return *known;
     Record r = run_with(fixed, base);  // the fixed case runs without the fault: the fix is tested
-    ran(fixed, r, Fault::kNone);
+    ran(fixed, r);
     return r;
   };
   auto run_one = [&](const Case& c) {
@@ -394,7 +394,7 @@ int run_command(const RunOptions& o) {
       r = *known;
     } else {
       r = run_with(c, opts);
-      ran(c, r, opts.fault);
+      ran(c, r);
     }
     if (rules) predict_and_verify_fix(*rules, facts.at(c.device), c, r, run_fix_check);
     r.jobs = par.jobs;

@@ -1,10 +1,11 @@
-// A check of YAML text before yaml-cpp reads it, for the one input class known to make yaml-cpp
-// 0.7 (Debian 12's) loop forever while allocating without end: a ',' where a line's node starts
-// (", a"; "- a\n, b"; "--- , a"; "!tag,a"; a flow collection's line that begins with ',' less
-// indented than the collection), found by fuzzing the matrix parser. Outside flow collections
-// YAML forbids it anyway (',' is an indicator: no plain scalar starts with it); inside them a line
-// that begins with ',' is valid YAML that these files need not use: the comma goes at the end of
-// the line before.
+// Checks of YAML text before yaml-cpp reads it, against the inputs that make yaml-cpp 0.7
+// (Debian 12's) loop forever while allocating without end, found by fuzzing the matrix parser.
+// Two name what they find, with its position: a control character, and a ',' where a line's node
+// starts (", a"; "- a\n, b"; "--- , a"; "!tag,a"; a flow collection's line that begins with ','
+// less indented than the collection). Outside flow collections YAML forbids that ',' anyway (no
+// plain scalar starts with it); inside them a line that begins with ',' is valid YAML these files
+// need not use: the comma goes at the end of the line before. The third, yaml_reader_finishes,
+// stops any other such loop.
 #pragma once
 
 #include <optional>
