@@ -1,6 +1,9 @@
 // The fast 4-bit entry points: split whole blocks over threads, run the AVX2 or scalar kernel on
 // each chunk, then the short last block (if any) with the scalar code.
+#include <atomic>
+
 #include "blockwise_fast_kernels.h"
+#include "non_finite_scan.h"
 
 namespace qlc::kernels {
 namespace {
@@ -42,20 +45,25 @@ void dequantize_blocks_scalar(const Codebook4& cb, const uint8_t* packed, const 
   }
 }
 
-}  // namespace
+// Runs of this many elements are checked for NaN/Inf just before they are quantized: small
+// enough to stay in the L1/L2 cache between the check and the kernel.
+constexpr int64_t kCheckedRunElements = 8192;
 
-template <class In>
-void quantize_4bit_fast_with(const In* x, int64_t n, int64_t blocksize, QuantType4 type,
+// The fast quantizer; with kRefuseNonFinite, each thread first checks each run of blocks for
+// NaN/Inf (has_non_finite, while the run is in cache) and every thread stops at the first find.
+template <bool kRefuseNonFinite, class In>
+bool quantize_4bit_fast_impl(const In* x, int64_t n, int64_t blocksize, QuantType4 type,
                              uint8_t* packed, float* absmax, const FastConfig& config) {
-  if (n <= 0) return;
+  if (n <= 0) return true;
   if (blocksize % 32 != 0) {  // not a size bitsandbytes supports; keep the reference's behaviour
+    if (kRefuseNonFinite && detail::has_non_finite(x, n, CpuIsa::kScalar)) return false;
     quantize_4bit_reference(x, n, blocksize, type, packed, absmax);
-    return;
+    return true;
   }
   const Codebook4& cb = codebook4(type);
   const int64_t full_blocks = n / blocksize;
-  [[maybe_unused]] const CpuIsa isa = fast_kernel_isa(config);
-  detail::for_block_chunks(full_blocks, blocksize, config.chunks, [&](int64_t b0, int64_t b1) {
+  const CpuIsa isa = fast_kernel_isa(config);
+  auto quantize_blocks = [&](int64_t b0, int64_t b1) {
 #if QLC_FAST_HAVE_AVX2
     if (isa == CpuIsa::kAvx512) {
       detail::quantize_4bit_blocks_avx512(cb, x, blocksize, b0, b1, packed, absmax);
@@ -67,10 +75,41 @@ void quantize_4bit_fast_with(const In* x, int64_t n, int64_t blocksize, QuantTyp
     }
 #endif
     quantize_blocks_scalar(cb, x, n, blocksize, b0, b1, packed, absmax);
+  };
+  std::atomic<bool> refused{false};
+  detail::for_block_chunks(full_blocks, blocksize, config.chunks, [&](int64_t b0, int64_t b1) {
+    if (!kRefuseNonFinite) return quantize_blocks(b0, b1);
+    const int64_t run = std::max<int64_t>(1, kCheckedRunElements / blocksize);
+    for (int64_t r0 = b0; r0 < b1 && !refused.load(std::memory_order_relaxed); r0 += run) {
+      const int64_t r1 = std::min(b1, r0 + run);
+      if (detail::has_non_finite(x + r0 * blocksize, (r1 - r0) * blocksize, isa)) {
+        refused.store(true, std::memory_order_relaxed);
+        return;
+      }
+      quantize_blocks(r0, r1);
+    }
   });
+  if (refused.load()) return false;
   if (full_blocks * blocksize < n) {
+    const int64_t begin = full_blocks * blocksize;
+    if (kRefuseNonFinite && detail::has_non_finite(x + begin, n - begin, isa)) return false;
     quantize_blocks_scalar(cb, x, n, blocksize, full_blocks, full_blocks + 1, packed, absmax);
   }
+  return true;
+}
+
+}  // namespace
+
+template <class In>
+void quantize_4bit_fast_with(const In* x, int64_t n, int64_t blocksize, QuantType4 type,
+                             uint8_t* packed, float* absmax, const FastConfig& config) {
+  quantize_4bit_fast_impl<false>(x, n, blocksize, type, packed, absmax, config);
+}
+
+template <class In>
+bool quantize_4bit_fast_finite(const In* x, int64_t n, int64_t blocksize, QuantType4 type,
+                               uint8_t* packed, float* absmax, const FastConfig& config) {
+  return quantize_4bit_fast_impl<true>(x, n, blocksize, type, packed, absmax, config);
 }
 
 template <class Out>
@@ -117,6 +156,8 @@ void dequantize_4bit_fast(const uint8_t* packed, const float* absmax, int64_t n,
   template void quantize_4bit_fast<T>(const T*, int64_t, int64_t, QuantType4, uint8_t*, float*); \
   template void quantize_4bit_fast_with<T>(const T*, int64_t, int64_t, QuantType4, uint8_t*,     \
                                            float*, const FastConfig&);                           \
+  template bool quantize_4bit_fast_finite<T>(const T*, int64_t, int64_t, QuantType4, uint8_t*,   \
+                                             float*, const FastConfig&);                         \
   template void dequantize_4bit_fast<T>(const uint8_t*, const float*, int64_t, int64_t,         \
                                         QuantType4, T*);                                         \
   template void dequantize_4bit_fast_with<T>(const uint8_t*, const float*, int64_t, int64_t,    \

@@ -4,6 +4,8 @@
 // path yet: they call their references directly.
 #pragma once
 
+#include <cmath>
+
 #include "qlc/kernels/blockwise_4bit.h"
 #include "qlc/kernels/blockwise_8bit.h"
 #include "qlc/kernels/blockwise_fast.h"
@@ -15,6 +17,15 @@ struct ReferenceCpu {
   static void quantize_4bit(const In* x, int64_t n, int64_t blocksize, QuantType4 type,
                             uint8_t* packed, float* absmax) {
     quantize_4bit_reference(x, n, blocksize, type, packed, absmax);
+  }
+  // quantize_4bit, or false (nothing written) when x holds a NaN or Inf.
+  template <class In>
+  static bool quantize_4bit_finite(const In* x, int64_t n, int64_t blocksize, QuantType4 type,
+                                   uint8_t* packed, float* absmax) {
+    for (int64_t i = 0; i < n; ++i)
+      if (!std::isfinite(to_float(x[i]))) return false;
+    quantize_4bit_reference(x, n, blocksize, type, packed, absmax);
+    return true;
   }
   template <class Out>
   static void dequantize_4bit(const uint8_t* packed, const float* absmax, int64_t n,
@@ -39,6 +50,13 @@ struct FastCpu {
   static void quantize_4bit(const In* x, int64_t n, int64_t blocksize, QuantType4 type,
                             uint8_t* packed, float* absmax) {
     quantize_4bit_fast(x, n, blocksize, type, packed, absmax);
+  }
+  // quantize_4bit, or false (packed and absmax then partly written) when x holds a NaN or Inf;
+  // the check rides along with the quantization (no second pass over x).
+  template <class In>
+  static bool quantize_4bit_finite(const In* x, int64_t n, int64_t blocksize, QuantType4 type,
+                                   uint8_t* packed, float* absmax) {
+    return quantize_4bit_fast_finite(x, n, blocksize, type, packed, absmax);
   }
   template <class Out>
   static void dequantize_4bit(const uint8_t* packed, const float* absmax, int64_t n,

@@ -72,26 +72,39 @@ void quantize_4bit_impl(const char* fn, const at::Tensor& weight, QuantState4& s
   if (double_quant)
     detail::check_output(fn, "state.nested.absmax2", state.nested->absmax2, at::kFloat,
                          {num_blocks(blocks, kDoubleQuantBlocksize)}, device, "weight");
-  detail::check_finite(fn, "weight", weight, "bitsandbytes would silently produce garbage");
+  constexpr const char* kNonFinite = "bitsandbytes would silently produce garbage";
+  // On the CPU the kernel itself refuses NaN/Inf (no extra pass over the weight); elsewhere a
+  // check runs first.
+  if (backend != Backend::kCpu) detail::check_finite(fn, "weight", weight, kNonFinite);
 
   const at::Tensor x = weight.contiguous();
   const QuantType4 type = state.quant_type;
-  state.code = table_tensor(codebook4(type).code, 16, device);
-  state.shape = weight.sizes().vec();
-  state.dtype = weight.scalar_type();
   // Without double quantization the absmax values go straight to the state.
   at::Tensor absmax = double_quant ? at::empty({blocks}, x.options().dtype(at::kFloat)) : state.absmax;
   if (n > 0) {
     if (backend == Backend::kCpu) {
-      detail::with_float_type(x.scalar_type(), [&](auto tag) {
+      const bool finite = detail::with_float_type(x.scalar_type(), [&](auto tag) {
         using T = decltype(tag);
-        CpuKernels::quantize_4bit(typed<T>(x), n, state.blocksize, type, typed_mut<uint8_t>(state.packed),
-                                  typed_mut<float>(absmax));
+        return CpuKernels::quantize_4bit_finite(typed<T>(x), n, state.blocksize, type,
+                                                typed_mut<uint8_t>(state.packed), typed_mut<float>(absmax));
       });
+      if (!finite) {
+        // Part of the buffers may hold new codes beside old ones: no later call may read them.
+        const bool into_caller_state = fn == kQuantizeOut;
+        if (into_caller_state) state.packed = at::Tensor();
+        const std::string consequence =
+            std::string(kNonFinite) +
+            (into_caller_state ? "; state.packed was partly rewritten and is now reset (undefined)" : "");
+        detail::check_finite(fn, "weight", x, consequence.c_str());
+        detail::fail(fn, "weight contains NaN/Inf; " + consequence);  // the scan above throws first
+      }
     } else {
       detail::cuda_backend::quantize_4bit(fn, x, state.blocksize, type, state.packed, absmax);
     }
   }
+  state.code = table_tensor(codebook4(type).code, 16, device);
+  state.shape = weight.sizes().vec();
+  state.dtype = weight.scalar_type();
   if (!double_quant) return;
 
   // compress_statistics: offset = mean(absmax), then absmax - offset in 8 bits, blocks of 256.

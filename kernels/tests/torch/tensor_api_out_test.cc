@@ -178,10 +178,21 @@ TEST(TensorApiOut, QuantizeBuffersThatDoNotFitAreNamed) {
                                  {"quantize_4bit_out: weight has dtype fp64; expected fp32, fp16 or bf16"});
   std::vector<float> v = normal_values(256, 1.0f, 3);
   v[5] = std::numeric_limits<float>::infinity();
-  const std::vector<uint8_t> before = bytes_of(s.packed);
-  expect_error<KernelInputError>([&] { quantize_4bit_out(tensor_of(v, {4, 64}, at::kFloat), s); },
-                                 {"quantize_4bit_out: weight contains 1 NaN/Inf value (first at flat index 5)"});
-  EXPECT_EQ(bytes_of(s.packed), before) << "a refused weight must leave the state as it was";
+  // The CPU kernel refuses NaN/Inf while it quantizes (no pass of its own over the weight), so
+  // codes before the bad value may already be rewritten: the state's packed is reset, and the
+  // state can no longer be read as if it held either weight.
+  QuantState4 refused = quantize_4bit(weights({4, 64}, at::kFloat, 2), QuantType4::kNf4, 64);
+  const std::vector<int64_t> shape_before = refused.shape;
+  expect_error<KernelInputError>([&] { quantize_4bit_out(tensor_of(v, {4, 64}, at::kFloat), refused); },
+                                 {"quantize_4bit_out: weight contains 1 NaN/Inf value (first at flat index 5)",
+                                  "state.packed was partly rewritten and is now reset (undefined)"});
+  EXPECT_FALSE(refused.packed.defined());
+  EXPECT_EQ(refused.shape, shape_before);
+  expect_error<KernelInputError>([&] { dequantize_4bit_out(refused, at::zeros({4, 64}, at::kFloat)); },
+                                 {"dequantize_4bit_out: state packed is undefined"});
+  // The allocating form leaves nothing behind and says nothing of a state.
+  expect_error<KernelInputError>([&] { quantize_4bit(tensor_of(v, {4, 64}, at::kFloat), QuantType4::kNf4, 64); },
+                                 {"quantize_4bit: weight contains 1 NaN/Inf value (first at flat index 5)"});
 
   QuantState8 q8 = quantize_8bit_blockwise(weights({300}, at::kFloat, 2), 256);
   expect_error<KernelInputError>([&] { quantize_8bit_blockwise_out(weights({3, 100}, at::kFloat, 2), q8); },

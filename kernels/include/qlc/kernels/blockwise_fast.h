@@ -37,6 +37,14 @@ template <class In>
 void quantize_4bit_fast_with(const In* x, int64_t n, int64_t blocksize, QuantType4 type,
                              uint8_t* packed, float* absmax, const FastConfig& config);
 
+// quantize_4bit_fast_with that refuses NaN and Inf: returns false when x holds one, with packed
+// and absmax then partly written. Each thread checks each run of blocks just before quantizing
+// it, while the run is in cache, so the check adds no pass over memory; all stop at the first
+// find. Same codes as quantize_4bit_fast_with when it returns true.
+template <class In>
+bool quantize_4bit_fast_finite(const In* x, int64_t n, int64_t blocksize, QuantType4 type,
+                               uint8_t* packed, float* absmax, const FastConfig& config = FastConfig{});
+
 template <class Out>
 void dequantize_4bit_fast(const uint8_t* packed, const float* absmax, int64_t n, int64_t blocksize,
                           QuantType4 type, Out* out);
