@@ -7,11 +7,16 @@
 //    next to b * absmax with the reference's own multiply); since fl(x * inv) never decreases as x
 //    grows, "x > b after scaling" is then exactly "x >= T", compared as integers in value order.
 //    A block whose candidates do not bracket T, or that holds NaN or Inf, takes the fp32 kernel.
+//    Each thread remembers the thresholds by the block's largest magnitude pattern (ThresholdMemo):
+//    a weight's blocks share few of those, so most blocks only look them up.
 // Either way the codes are the reference's bit for bit. Dequantization and the 8-bit kernels stay
 // AVX2: they already move data at memory speed (see ci/bench.sh).
 #include "blockwise_fast_avx2.h"
 
 #include <algorithm>
+#include <cstring>
+#include <iterator>
+#include <memory>
 #include <type_traits>
 
 #if QLC_FAST_HAVE_AVX2
@@ -189,6 +194,33 @@ QLC_AVX512BW inline bool block_thresholds(__m512 bounds, float divisor, float in
   return true;
 }
 
+// A block's thresholds depend only on its largest magnitude pattern (and the code book), and
+// the blocks of a weight share few of those (normal weights in blocks of 64: a few hundred bf16
+// patterns, under two thousand fp16 ones), so each thread keeps the thresholds it computed in a
+// direct-mapped table indexed by that pattern: most blocks then skip the threshold search. An
+// entry is one 32-byte vector: the 15 thresholds and, in word 15 (which the search never reads),
+// the pattern + 1 it belongs to (0: empty). Blocks whose thresholds cannot be found this way are
+// not entered.
+struct ThresholdMemo {
+  static constexpr int kSlots = 2048;
+  const Codebook4* book = nullptr;
+  int kind = -1;  // which 16-bit format the entries are for
+  __m256i entry[kSlots];
+  ThresholdMemo() { clear(); }
+  void clear() { std::memset(static_cast<void*>(entry), 0, sizeof entry); }
+};
+
+ThresholdMemo& threshold_memo(const Codebook4& cb, int kind) {
+  thread_local std::unique_ptr<ThresholdMemo> memo;
+  if (!memo) memo = std::make_unique<ThresholdMemo>();
+  if (memo->book != &cb || memo->kind != kind) {
+    memo->clear();
+    memo->book = &cb;
+    memo->kind = kind;
+  }
+  return *memo;
+}
+
 template <class Half>
 QLC_AVX512BW void quantize_blocks_16bit(const Codebook4& cb, const Half* x, int64_t blocksize,
                                         int64_t b0, int64_t b1, uint8_t* packed, float* absmax) {
@@ -205,6 +237,7 @@ QLC_AVX512BW void quantize_blocks_16bit(const Codebook4& cb, const Half* x, int6
   const __m512i step2_index = _mm512_load_si512(kStep2), step1_index = _mm512_load_si512(kStep1);
   const __m512i eight = _mm512_set1_epi16(8), four = _mm512_set1_epi16(4);
   const __m512i two = _mm512_set1_epi16(2), one = _mm512_set1_epi16(1);
+  ThresholdMemo& memo = threshold_memo(cb, Half16<Half>::kInfBits);
   // Groups of blocks in two passes: first every block's thresholds (independent chains the CPU
   // overlaps), then the searches, so that no search waits for its own block's thresholds.
   constexpr int64_t kGroup = 16;
@@ -215,10 +248,20 @@ QLC_AVX512BW void quantize_blocks_16bit(const Codebook4& cb, const Half* x, int6
     for (int64_t b = g0; b < g1; ++b) {
       const int bits = max_magnitude_bits(x + b * blocksize, blocksize);
       const float am = Half16<Half>::value(bits);
-      const float divisor = am > kMinAbsmax ? am : kMinAbsmax;  // as scale_to_unit
-      fast[b - g0] = bits < Half16<Half>::kInfBits &&  // no NaN or Inf
-                     block_thresholds<Half>(bounds, divisor, 1.0f / divisor, &thresholds[b - g0]);
       absmax[b] = am;  // no NaN: the largest magnitude is block_absmax's result
+      if (bits >= Half16<Half>::kInfBits) {  // NaN or Inf
+        fast[b - g0] = false;
+        continue;
+      }
+      __m256i& entry = memo.entry[bits & (ThresholdMemo::kSlots - 1)];
+      fast[b - g0] = true;
+      if (_mm256_extract_epi16(entry, 15) == bits + 1) {
+        thresholds[b - g0] = entry;
+        continue;
+      }
+      const float divisor = am > kMinAbsmax ? am : kMinAbsmax;  // as scale_to_unit
+      fast[b - g0] = block_thresholds<Half>(bounds, divisor, 1.0f / divisor, &thresholds[b - g0]);
+      if (fast[b - g0]) entry = _mm256_insert_epi16(thresholds[b - g0], bits + 1, 15);
     }
     for (int64_t b = g0; b < g1; ++b) {
       if (!fast[b - g0]) {

@@ -566,6 +566,43 @@ TEST(FastCpu16bit, ValuesNextToEveryScaledMidpointQuantizeLikeTheReference) {
     }
 }
 
+// The AVX-512 kernel remembers each block's thresholds per thread, in a table indexed by the
+// block's largest magnitude pattern modulo 2048. Blocks whose patterns share a slot (p and
+// p + 2048), alternating, under both code books and both 16-bit formats in turn on one thread,
+// must each get their own thresholds: a stale entry would show as wrong codes next to midpoints.
+template <class T>
+std::vector<T> colliding_absmax_blocks(const Codebook4& cb, uint16_t base, int64_t blocks, int64_t bs) {
+  std::vector<T> x(static_cast<size_t>(blocks * bs));
+  for (int64_t b = 0; b < blocks; ++b) {
+    const T am_bits{static_cast<uint16_t>(base + (b % 2) * 2048 + (b / 2) % 3)};
+    const float am = to_float(am_bits);
+    T* xb = x.data() + b * bs;
+    xb[0] = am_bits;
+    for (int64_t i = 1; i < bs; ++i) {
+      const uint16_t near = from_float<T>(cb.bounds[i % 15] * am).bits;
+      T v{static_cast<uint16_t>(near + (i % 3) - 1)};  // the pattern below, at, above
+      if (!(std::fabs(to_float(v)) <= am)) v = am_bits;
+      xb[i] = v;
+    }
+  }
+  return x;
+}
+
+TEST(FastCpu16bit, RememberedThresholdsBelongToTheirPatternFormatAndCodeBook) {
+  const int64_t blocks = 64, bs = 64;
+  for (int round = 0; round < 2; ++round) {
+    for (QuantType4 type : {QuantType4::kNf4, QuantType4::kFp4, QuantType4::kNf4}) {
+      const auto bf = colliding_absmax_blocks<Bf16>(codebook4(type), 0x3F80, blocks, bs);
+      const auto fp = colliding_absmax_blocks<Fp16>(codebook4(type), 0x3800, blocks, bs);
+      const std::vector<FastConfig> one_thread = {FastConfig{detected_cpu_isa(), 1}};
+      check_quantize4(bf.data(), blocks * bs, bs, type, one_thread,
+                      case_name("quantize " + to_string(type), "bf16", blocks * bs, bs, "colliding absmax"));
+      check_quantize4(fp.data(), blocks * bs, bs, type, one_thread,
+                      case_name("quantize " + to_string(type), "fp16", blocks * bs, bs, "colliding absmax"));
+    }
+  }
+}
+
 // Blocksizes the fast kernels do not vectorize still give the reference's result.
 TEST(FastCpuFallback, Quantize4WithAnUnvectorizedBlocksizeMatchesReference) {
   const int64_t n = 1001, bs = 48;
