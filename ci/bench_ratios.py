@@ -16,9 +16,12 @@ import re
 import sys
 
 # (name pattern, minimum ratio to memcpy): the project's performance targets.
+# The first pattern that matches a name gives its target.
 TARGETS = [
     (re.compile(r"^dequantize_4bit/nf4/bf16/"), 0.75),
+    (re.compile(r"^quantize_4bit/(nf4|fp4)/(bf16|fp16)/64M$"), 0.50),
     (re.compile(r"^quantize_4bit/"), 0.30),
+    (re.compile(r"^adamw_8bit/.*/64M$"), 0.50),
 ]
 
 
