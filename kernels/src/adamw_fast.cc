@@ -1,12 +1,14 @@
 // Fast CPU path of the AdamW steps (adamw.h): threads over 256-element blocks (each thread writes
 // disjoint elements and blocks, so the bits never depend on the split), AVX2 + FMA kernels where
-// the CPU has them, the reference's per-element functions for the rest. Same operations in the
-// same order as the reference: explicit FMA intrinsics exactly where the reference calls fma_rn,
-// separate multiplies and adds elsewhere (the project builds with -ffp-contract=off).
+// the CPU has them (AVX-512 for the 8-bit step: adamw_8bit_avx512.cc), the reference's
+// per-element functions for the rest. Same operations in the same order as the reference:
+// explicit FMA intrinsics exactly where the reference calls fma_rn, separate multiplies and adds
+// elsewhere (the project builds with -ffp-contract=off).
 #include <algorithm>
 #include <cstring>
 #include <vector>
 
+#include "adamw_fast_kernels.h"
 #include "blockwise_fast_avx2.h"
 #include "blockwise_fast_kernels.h"
 #include "qlc/kernels/adamw.h"
@@ -57,12 +59,7 @@ void encode_scalar(const DynamicMap8& map, const float* x, int64_t len, float am
   for (int64_t j = 0; j < len; ++j) out[j] = encode_state_8bit(map, x[j], am, inv);
 }
 
-struct Maps8 {
-  const DynamicMap8* m;
-  const DynamicMap8* v;
-  const uint8_t* lut_m;  // bnb_library_lut of the default maps; null for maps given by the caller
-  const uint8_t* lut_v;
-};
+using Maps8 = detail::AdamW8bitMaps;
 
 template <class P, class G>
 void blocks_8bit_scalar(P* p, const G* g, const AdamW8bitStates& st, int64_t n, const Maps8& maps,
@@ -288,9 +285,14 @@ void adamw_8bit_states_fast(P* p, const G* g, const AdamW8bitStates& st, int64_t
   if (maps.m == &dynamic_map(true)) maps.lut_m = detail::bnb_library_lut(true);
   if (maps.v == &dynamic_map(false)) maps.lut_v = detail::bnb_library_lut(false);
   const bool avx2 = use_avx2(fast);
+#if QLC_FAST_HAVE_AVX2
+  const bool avx512 =
+      fast_kernel_isa(fast) == CpuIsa::kAvx512 && detail::adamw_8bit_avx512_usable();
+#endif
   const int64_t blocks = (n + kBlock - 1) / kBlock;
   detail::for_block_chunks(blocks, kBlock, fast.chunks, [&](int64_t b0, int64_t b1) {
 #if QLC_FAST_HAVE_AVX2
+    if (avx512) return detail::adamw_8bit_blocks_avx512(p, g, st, n, maps, b0, b1, s);
     if (avx2) return blocks_8bit_avx2(p, g, st, n, maps, b0, b1, s);
 #endif
     (void)avx2;

@@ -9,8 +9,9 @@
 //    A block whose candidates do not bracket T, or that holds NaN or Inf, takes the fp32 kernel.
 //    Each thread remembers the thresholds by the block's largest magnitude pattern (ThresholdMemo):
 //    a weight's blocks share few of those, so most blocks only look them up.
-// Either way the codes are the reference's bit for bit. Dequantization and the 8-bit kernels stay
-// AVX2: they already move data at memory speed (see ci/bench.sh).
+// Either way the codes are the reference's bit for bit. Dequantization and the 8-bit blockwise
+// kernels stay AVX2: they already move data at memory speed (see ci/bench.sh). The 8-bit AdamW
+// step has AVX-512 code of its own (adamw_8bit_avx512.cc).
 #include "blockwise_fast_avx2.h"
 
 #include <algorithm>

@@ -64,7 +64,8 @@ const uint32_t* nearest_lut(bool is_signed);
 template <class In>
 void quantize_4bit_blocks_avx2(const Codebook4& cb, const In* x, int64_t blocksize, int64_t b0,
                                int64_t b1, uint8_t* packed, float* absmax);
-// The same with AVX-512 (only quantization has AVX-512 code: see blockwise_4bit_fast_avx512.cc).
+// The same with AVX-512 (of the blockwise kernels only 4-bit quantization has AVX-512 code: see
+// blockwise_4bit_fast_avx512.cc; the 8-bit AdamW step has its own, adamw_fast_kernels.h).
 template <class In>
 void quantize_4bit_blocks_avx512(const Codebook4& cb, const In* x, int64_t blocksize, int64_t b0,
                                  int64_t b1, uint8_t* packed, float* absmax);

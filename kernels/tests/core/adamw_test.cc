@@ -473,7 +473,7 @@ void expect_bits_equal(const std::vector<T>& a, const std::vector<T>& b, const c
 
 std::vector<FastConfig> fast_configs() {
   std::vector<FastConfig> out;
-  for (CpuIsa isa : {CpuIsa::kScalar, CpuIsa::kAvx2}) {
+  for (CpuIsa isa : {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512}) {
     for (int64_t chunks : {0, 1, 7}) out.push_back(FastConfig{isa, chunks});
   }
   return out;
@@ -593,6 +593,71 @@ TEST(AdamWFast, Deterministic) {
   }
   expect_bits_equal(results[1], results[0], "run 2");
   expect_bits_equal(results[2], results[0], "run 3");
+}
+
+// Blocks that take the 8-bit kernels' special paths, for every parameter / gradient type: an
+// all-zero block (absmax 0), subnormal moments (1 / absmax overflows), gradients whose square
+// overflows (absmax Inf, then NaN moments on the next step), NaN / Inf gradients, a block of
+// only NaN, wide magnitudes, and a short last block (n not a multiple of 16); with the default
+// maps and with maps given by the caller (no lookup table).
+template <class P, class G>
+void check_8bit_edge_blocks() {
+  constexpr int64_t kBlocks = 8;
+  const int64_t n = (kBlocks - 1) * 256 + 13;
+  const DynamicMap8 caller_m = make_dynamic_map(dynamic_map(true).code);
+  const DynamicMap8 caller_v = make_dynamic_map(dynamic_map(false).code);
+  const std::vector<P> p0 = as<P>(edgy(n, 95, false));
+  for (bool caller_maps : {false, true}) {
+    for (const FastConfig& fast : fast_configs()) {
+      SCOPED_TRACE(::testing::Message() << "caller maps " << caller_maps << " isa "
+                                        << to_string(fast.isa) << " chunks " << fast.chunks);
+      std::vector<P> pr = p0, pf = p0;
+      std::vector<uint8_t> qmr(n), qvr(n), qmf(n), qvf(n);
+      std::vector<float> amr(kBlocks), avr(kBlocks), amf(kBlocks), avf(kBlocks);
+      AdamW8bitStates sr{qmr.data(), qvr.data(), amr.data(), avr.data()};
+      AdamW8bitStates sf{qmf.data(), qvf.data(), amf.data(), avf.data()};
+      if (caller_maps) {
+        sr.m_map = sf.m_map = &caller_m;
+        sr.v_map = sf.v_map = &caller_v;
+      }
+      for (int t = 1; t <= 4; ++t) {
+        std::vector<float> g = normals(n, 100 + t);
+        for (int64_t i = 0; i < n; ++i) {
+          switch (i / 256) {
+            case 0: g[i] = 0.0f; break;
+            case 1: g[i] *= 1e-39f; break;
+            case 2: g[i] *= (i % 3 == 0) ? 1e20f : 1.0f; break;
+            case 3:
+              if (i % 5 == 0) g[i] = (i % 2) ? std::nanf("") : std::numeric_limits<float>::infinity();
+              break;
+            case 4: g[i] = std::nanf(""); break;
+            case 5: g[i] *= std::pow(10.0f, static_cast<float>(i % 13) - 6.0f); break;
+            case 6: g[i] = (t == 2 && i % 7 == 0) ? -3e38f : g[i]; break;
+            default: break;
+          }
+        }
+        const std::vector<G> gt = as<G>(g);
+        adamw_8bit_states_reference(pr.data(), gt.data(), sr, n, AdamWConfig{}, t);
+        adamw_8bit_states_fast(pf.data(), gt.data(), sf, n, AdamWConfig{}, t, fast);
+        expect_bits_equal(pf, pr, "p");
+        expect_bits_equal(qmf, qmr, "m codes");
+        expect_bits_equal(qvf, qvr, "v codes");
+        expect_bits_equal(amf, amr, "m absmax");
+        expect_bits_equal(avf, avr, "v absmax");
+        if (::testing::Test::HasFatalFailure()) return;
+      }
+    }
+  }
+}
+
+TEST(AdamWFast, EightBitEdgeBlocksMatchTheReference) {
+  check_8bit_edge_blocks<float, float>();
+  check_8bit_edge_blocks<float, Bf16>();
+  check_8bit_edge_blocks<float, Fp16>();
+  check_8bit_edge_blocks<Bf16, Bf16>();
+  check_8bit_edge_blocks<Bf16, float>();
+  check_8bit_edge_blocks<Fp16, Fp16>();
+  check_8bit_edge_blocks<Fp16, Bf16>();
 }
 
 }  // namespace

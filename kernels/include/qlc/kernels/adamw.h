@@ -308,7 +308,8 @@ QLC_HD void torch_adamw_element(T& p, T g_t, T& m_t, T& v_t, const AdamWScalars&
 // ---------------------------------------------------------------------------------------------
 // Steps over whole tensors. P: float, Bf16 or Fp16; G likewise; T (param-dtype states) likewise.
 // The scalar references are the oracles; the fast versions (threads over 256-element blocks,
-// AVX2 where the CPU has it) give the same bits for every input, thread count and `config`.
+// AVX2 where the CPU has it, AVX-512 for the 8-bit step) give the same bits for every input,
+// thread count and `config`.
 
 // kFp32: m, v fp32 (n each).
 template <class P, class G>

@@ -19,8 +19,8 @@ namespace qlc::kernels {
 
 // How a fast kernel runs. Results are the same bits for every setting; tests vary both fields.
 struct FastConfig {
-  // Kernels to use; clamped to what this CPU runs (at kAvx512, 4-bit quantization has AVX-512
-  // code; every other kernel runs its AVX2 code).
+  // Kernels to use; clamped to what this CPU runs (at kAvx512, 4-bit quantization and the 8-bit
+  // AdamW step have AVX-512 code; every other kernel runs its AVX2 code).
   CpuIsa isa = active_cpu_isa();
   // 0: one contiguous chunk of blocks per thread (parallel_for's split). Otherwise the blocks are
   // cut into exactly this many contiguous chunks, run on up to num_threads() threads.

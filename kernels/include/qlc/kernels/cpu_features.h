@@ -13,7 +13,8 @@ namespace qlc::kernels {
 enum class CpuIsa : uint8_t {
   kScalar,  // portable C++ (the shared QLC_HD per-element functions)
   kAvx2,    // AVX2 + FMA + F16C
-  kAvx512,  // AVX-512 F + BW (+ VL): 4-bit quantization has AVX-512 code, the rest runs AVX2 code
+  kAvx512,  // AVX-512 F + BW (+ VL): 4-bit quantization and the 8-bit AdamW step have AVX-512
+            // code (the latter also needs VBMI, else it runs AVX2), the rest runs AVX2 code
 };
 
 std::string to_string(CpuIsa isa);
