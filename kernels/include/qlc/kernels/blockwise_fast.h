@@ -27,7 +27,8 @@ struct FastConfig {
   int64_t chunks = 0;
 };
 
-// The kernel family a config really runs: kScalar or kAvx2 on this build.
+// The kernel family a config really runs: the requested ISA clamped to what this CPU and build
+// run (kScalar, kAvx2 or kAvx512).
 CpuIsa fast_kernel_isa(const FastConfig& config);
 
 template <class In>
