@@ -160,7 +160,7 @@ QuantState4 quantize_4bit(const at::Tensor& weight, QuantType4 type, int64_t blo
   const int64_t blocks = num_blocks(n, blocksize);
   const at::TensorOptions u8 = weight.options().dtype(at::kByte);
   QuantState4 state;
-  state.packed = at::empty({packed_bytes_4bit(n), 1}, u8);  // Params4bit's layout
+  state.packed = detail::fresh_output({packed_bytes_4bit(n), 1}, u8);  // Params4bit's layout
   state.blocksize = blocksize;
   state.quant_type = type;
   if (double_quant) {
