@@ -9,7 +9,9 @@ to bitsandbytes, with the targets of issue 11. Exit status 1 when a target is mi
 --quick, the fixed-budget check CI runs: tiny sizes, where speed means nothing).
 
 "bnb" is the call users make (F.dequantize_4bit / F.quantize_4bit: a fresh output, and about 11 ms
-of torch.library dispatch per call on torch 2.13, visible in the --quick rows); "bnb kernel" is
+of torch.library dispatch per call on torch 2.13, visible in the --quick rows; at 16M and 64M its
+time is the compiled kernel plus the first touch of that fresh torch.empty output, about 34 ms per
+128 MiB on a 2-core EPYC VM, where our fresh outputs ask for huge pages); "bnb kernel" is
 its compiled CPU dequantization function alone (lib.cdequantize_blockwise_cpu_nf4_*, called as
 its CPU backend calls it) writing into a reused output, the kernel-to-kernel comparison.
 
